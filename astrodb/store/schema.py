@@ -1,0 +1,89 @@
+"""SQLAlchemy Core description of the store's tables, used to build queries.
+
+The migrations in ``migrations/versions`` are the only source of the DDL; this module mirrors
+them for the query layer and a test checks that the two agree (Alembic's autogenerate compare).
+
+On PostgreSQL every table lives in the ``astrodb`` schema (the connection's search_path puts it
+first); ``sources.geog`` is a generated PostGIS geography point there, absent on SQLite.
+"""
+from __future__ import annotations
+
+from sqlalchemy import (BigInteger, Column, DateTime, Double, ForeignKey, Integer, MetaData,
+                        String, Table, Text, UniqueConstraint, Index)
+
+#: Order of the nested HEALPix index stored with every source (as in HATS' ``_healpix_29``).
+HEALPIX_ORDER = 29
+
+#: Catalog kinds the store knows.
+CATALOG_KINDS = ("gaia_dr1", "gaia_dr2", "gaia_edr3", "gaia_dr3", "user")
+
+#: PostgreSQL schema holding the store's tables and SQL functions.
+PG_SCHEMA = "astrodb"
+
+metadata = MetaData()
+
+# SQLite only auto-increments a column declared exactly INTEGER PRIMARY KEY.
+_Id = BigInteger().with_variant(Integer, "sqlite")
+
+catalogs = Table(
+    "catalogs", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(200), nullable=False, unique=True),
+    Column("kind", String(20), nullable=False),
+    Column("ref_epoch", Double, comment="Julian year of the positions, when one for the catalog"),
+    Column("description", Text),
+    Column("row_count", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    # Catalog-wide motion statistics: a query at another epoch widens its pre-filter by the
+    # largest displacement these allow (astrodb.epoch.displacement_bound), so fast movers are kept.
+    Column("pm_max", Double, nullable=False, server_default="0", comment="max total proper motion, mas/yr"),
+    Column("radial_rate_max", Double, nullable=False, server_default="0", comment="max |v_r|/distance, 1/yr"),
+    Column("parallax_max", Double, nullable=False, server_default="0", comment="max parallax, mas"),
+    Column("epoch_min", Double, comment="earliest per-source reference epoch, Julian year"),
+    Column("epoch_max", Double, comment="latest per-source reference epoch, Julian year"),
+)
+
+source_files = Table(
+    "source_files", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("path", Text, nullable=False),
+    Column("size", BigInteger),
+    Column("sha256", String(64), nullable=False),
+    Column("rows", BigInteger, nullable=False),
+    Column("ingested_at", DateTime(timezone=True), nullable=False),
+    UniqueConstraint("catalog_id", "sha256", name="uq_source_files_catalog_sha256"),
+)
+
+#: Columns of ``sources`` that hold measured values (all float64, NULL where unknown), in COPY order.
+SOURCE_FLOAT_COLUMNS = (
+    "ra", "dec", "ra_error", "dec_error",
+    "pmra", "pmra_error", "pmdec", "pmdec_error",
+    "parallax", "parallax_error", "radial_velocity", "radial_velocity_error",
+    "ref_epoch", "mag", "weight",
+)
+
+sources = Table(
+    "sources", metadata,
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("source_id", BigInteger, nullable=False),
+    Column("file_id", _Id, ForeignKey("source_files.id", ondelete="CASCADE")),
+    Column("ra", Double, nullable=False, comment="deg, ICRS, at ref_epoch"),
+    Column("dec", Double, nullable=False, comment="deg, ICRS, at ref_epoch"),
+    Column("ra_error", Double, comment="mas, includes cos(dec)"),
+    Column("dec_error", Double, comment="mas"),
+    Column("pmra", Double, comment="mas/yr, includes cos(dec)"),
+    Column("pmra_error", Double, comment="mas/yr"),
+    Column("pmdec", Double, comment="mas/yr"),
+    Column("pmdec_error", Double, comment="mas/yr"),
+    Column("parallax", Double, comment="mas"),
+    Column("parallax_error", Double, comment="mas"),
+    Column("radial_velocity", Double, comment="km/s"),
+    Column("radial_velocity_error", Double, comment="km/s"),
+    Column("ref_epoch", Double, nullable=False, comment="Julian year"),
+    Column("mag", Double),
+    Column("weight", Double),
+    Column("hpx29", BigInteger, nullable=False, comment="nested HEALPix order-29 pixel of (ra, dec)"),
+    UniqueConstraint("catalog_id", "source_id", name="uq_sources_catalog_source"),
+    Index("ix_sources_catalog_hpx29", "catalog_id", "hpx29"),
+)

@@ -1,0 +1,252 @@
+"""The :class:`Store`: one object for initializing, loading and querying a catalog store."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+from .. import epoch as epochs
+from ..errors import CatalogNotFoundError, ConfigError, QueryError
+from ..query.regions import Cone, make_region
+from ..query.search import CatalogStats, search
+from . import migrate, partitions
+from .engine import create_store_engine
+from .schema import catalogs, source_files, sources
+
+
+@dataclass(frozen=True)
+class CatalogInfo:
+    """A catalog held by the store."""
+
+    name: str
+    kind: str
+    ref_epoch: float | None
+    description: str | None
+    row_count: int
+    created_at: datetime
+    files: tuple[dict, ...]
+
+
+class Store:
+    """A catalog store on PostgreSQL+PostGIS or SQLite.
+
+    Use :func:`astrodb.connect` to open one. All queries are exact: they return what a
+    brute-force angular selection over the whole catalog, at the requested epoch, would.
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self.engine = engine
+        self._checked = False
+
+    @property
+    def url(self) -> str:
+        """The store's URL, password hidden."""
+        return self.engine.url.render_as_string(hide_password=True)
+
+    @property
+    def backend(self) -> str:
+        """``"postgresql"`` or ``"sqlite"``."""
+        return self.engine.dialect.name
+
+    def __repr__(self) -> str:
+        return f"Store({self.url!r})"
+
+    def __enter__(self) -> "Store":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Release the store's database connections."""
+        self.engine.dispose()
+
+    # -- schema ---------------------------------------------------------------------------
+    def init(self) -> str:
+        """Create or upgrade the schema to the newest migration; return the revision."""
+        try:
+            migrate.upgrade(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"cannot initialize the store at {self.url}: {exc.orig}") from None
+        self._checked = True
+        return migrate.head_revision()
+
+    def _require_schema(self) -> None:
+        if self._checked:
+            return
+        try:
+            rev = migrate.current_revision(self.engine)
+        except sa.exc.OperationalError as exc:
+            raise ConfigError(f"cannot open the store at {self.url}: {exc.orig}") from None
+        if rev is None:
+            raise ConfigError(f"the store at {self.url} is not initialized: run `astrodb init` (Store.init())")
+        if rev != migrate.head_revision():
+            raise ConfigError(f"the store at {self.url} is at schema revision {rev}, this astrodb needs "
+                              f"{migrate.head_revision()}: run `astrodb init` to upgrade it")
+        self._checked = True
+
+    # -- catalogs -------------------------------------------------------------------------
+    def catalogs(self) -> list[CatalogInfo]:
+        """Return every catalog with its kind, epoch, row count and ingested files."""
+        self._require_schema()
+        with self.engine.connect() as conn:
+            cats = conn.execute(sa.select(catalogs).order_by(catalogs.c.name)).mappings().all()
+            files = conn.execute(sa.select(source_files).order_by(source_files.c.id)).mappings().all()
+        by_cat: dict[int, list[dict]] = {}
+        for f in files:
+            by_cat.setdefault(f["catalog_id"], []).append(
+                {k: f[k] for k in ("path", "size", "sha256", "rows", "ingested_at")})
+        return [CatalogInfo(c["name"], c["kind"], c["ref_epoch"], c["description"], int(c["row_count"]),
+                            c["created_at"], tuple(by_cat.get(c["id"], ()))) for c in cats]
+
+    def catalog(self, name: str) -> CatalogInfo:
+        """Return the catalog called ``name``."""
+        for info in self.catalogs():
+            if info.name == name:
+                return info
+        raise CatalogNotFoundError(self._not_found(name))
+
+    def _not_found(self, name: str) -> str:
+        with self.engine.connect() as conn:
+            names = conn.execute(sa.select(catalogs.c.name).order_by(catalogs.c.name)).scalars().all()
+        return f"no catalog {name!r} in the store (catalogs: {', '.join(names) or 'none'})"
+
+    def _stats(self, conn: sa.Connection, name: str) -> CatalogStats:
+        row = conn.execute(sa.select(
+            catalogs.c.id, catalogs.c.name, catalogs.c.pm_max, catalogs.c.radial_rate_max,
+            catalogs.c.parallax_max, catalogs.c.epoch_min, catalogs.c.epoch_max).where(catalogs.c.name == name)).first()
+        if row is None:
+            raise CatalogNotFoundError(self._not_found(name))
+        return CatalogStats(*row)
+
+    def drop_catalog(self, name: str) -> int:
+        """Delete catalog ``name`` with its files and sources; return the number of sources."""
+        self._require_schema()
+        with self.engine.begin() as conn:
+            stats = self._stats(conn, name)
+            n = conn.execute(sa.select(catalogs.c.row_count).where(catalogs.c.id == stats.id)).scalar_one()
+            if conn.dialect.name == "postgresql":
+                partitions.drop(conn, stats.id)
+            else:
+                conn.execute(sources.delete().where(sources.c.catalog_id == stats.id))
+            conn.execute(source_files.delete().where(source_files.c.catalog_id == stats.id))
+            conn.execute(catalogs.delete().where(catalogs.c.id == stats.id))
+        return int(n)
+
+    # -- ingest ---------------------------------------------------------------------------
+    def ingest_catalog(self, source, name: str, *, epoch=None, id_column: str | None = None,
+                       format: str | None = None, description: str | None = None):
+        """Ingest a user catalog as a new catalog ``name``, atomically.
+
+        Parameters
+        ----------
+        source : str, os.PathLike or astropy.table.Table
+            Any file ``astropy.table.Table.read`` reads (ECSV, FITS, VOTable, CSV, ...), or a
+            Table. Positions: RA/DEC in degrees (any case) or a SkyCoord column (e.g.
+            ``sky_centroid``); optional weight, pmra (mas/yr, times cos dec), pmdec, parallax
+            (mas), radial_velocity (km/s), their errors, mag, an epoch column. Units in the
+            table are honoured.
+        name : str
+            Catalog name (unique in the store).
+        epoch : float, str or astropy.time.Time, optional
+            The catalog's epoch (Julian year) when it has no epoch column.
+        id_column : str, optional
+            Integer column of unique source ids (default: source_id/id/objid/hip, else row numbers).
+        format : str, optional
+            ``Table.read`` format, when the extension does not tell.
+        description : str, optional
+            Free text kept with the catalog.
+
+        Returns
+        -------
+        astrodb.ingest.catalog.IngestResult
+            ``status`` is "unchanged" when the identical file is already that catalog.
+
+        Raises
+        ------
+        IngestError
+            Bad input, naming file, column and rows. The store is left exactly as before.
+        CatalogExistsError
+            ``name`` already holds other data.
+        """
+        from ..ingest.catalog import ingest_rows
+        from ..ingest.table_reader import read_catalog
+
+        self._require_schema()
+        rows = read_catalog(source, epoch=epoch, id_column=id_column, format=format)
+        with self.engine.begin() as conn:
+            return ingest_rows(conn, rows, name, description=description)
+
+    # -- queries --------------------------------------------------------------------------
+    def cone(self, ra, dec, radius, *, catalog: str, epoch=None, observer=None, columns=None) -> Table:
+        """Return the sources of ``catalog`` within ``radius`` of (``ra``, ``dec``).
+
+        Parameters
+        ----------
+        ra, dec, radius : float (degrees), Angle or angular Quantity
+            Cone centre (ICRS) and radius, 0 < radius <= 180 deg.
+        catalog : str
+            Catalog name.
+        epoch : float, str or astropy.time.Time, optional
+            Julian year (or time) of the returned positions; the selection is made on the
+            propagated positions. None: each source at its catalog reference epoch.
+        observer : array-like (3,), optional
+            Observer's barycentric ICRS position in AU (e.g.
+            ``astrodb.epoch.earth_barycentric_position(t)``), to add annual parallax.
+        columns : sequence of str, optional
+            Output columns (default all); ``distance`` is always included.
+
+        Returns
+        -------
+        astropy.table.Table
+            Sorted by ``distance`` (deg), with units; missing values masked. With ``epoch``
+            also ``ra_ref``, ``dec_ref`` (stored positions) and ``propagated``.
+        """
+        return self._search(Cone.create(ra, dec, radius), catalog, epoch, observer, columns)
+
+    def footprint(self, region, *, catalog: str, epoch=None, observer=None, columns=None) -> Table:
+        """Return the sources of ``catalog`` inside a sky region.
+
+        Parameters
+        ----------
+        region : (n, 2) array of (ra, dec) degrees, SkyCoord, Polygon, or (wcs, shape)
+            Vertices of a spherical polygon with great-circle edges (smaller side, within a
+            hemisphere; crossing RA 0 or holding a pole is fine), or an image's WCS (astropy or
+            gwcs) with its (ny, nx) shape: then exactly the sources falling on the pixels.
+        catalog, epoch, observer, columns
+            As for :meth:`cone`. ``distance`` is measured from the region's centre.
+        """
+        return self._search(make_region(region), catalog, epoch, observer, columns)
+
+    def _search(self, region, catalog: str, epoch, observer, columns) -> Table:
+        self._require_schema()
+        jy = None if epoch is None else epochs.to_julian_year(epoch)
+        obs = None
+        if observer is not None:
+            obs = np.asarray(observer, float).reshape(3)
+            if not np.all(np.isfinite(obs)):
+                raise QueryError(f"observer must be a finite barycentric position in AU, got {observer!r}")
+        with self.engine.connect() as conn:
+            stats = self._stats(conn, catalog)
+            return search(conn, stats, region, epoch=jy, observer=obs, columns=columns)
+
+
+def connect(url: str | None = None) -> Store:
+    """Open the store at ``url``.
+
+    Parameters
+    ----------
+    url : str, optional
+        SQLAlchemy URL (``postgresql+psycopg://user@host/db`` or ``sqlite:///path``) or a file
+        path (SQLite). Default: ``$ASTRODB_URL``, else the embedded SQLite file
+        ``~/.local/share/astrodb/astrodb.sqlite`` (``$XDG_DATA_HOME`` honoured).
+
+    Returns
+    -------
+    Store
+        Call :meth:`Store.init` once on a new database.
+    """
+    return Store(create_store_engine(url))
