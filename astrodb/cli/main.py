@@ -92,7 +92,9 @@ def _region(args):
         try:
             verts = [[float(x) for x in pair.split(",")] for pair in args.polygon.split()]
         except ValueError:
-            raise QueryError(f"--polygon must be 'ra,dec ra,dec ...', got {args.polygon!r}") from None
+            verts = []
+        if not verts or any(len(v) != 2 for v in verts):
+            raise QueryError(f"--polygon must be 'ra,dec ra,dec ...' in degrees, got {args.polygon!r}")
         return np.array(verts)
     from astropy.io import fits
     from astropy.wcs import WCS

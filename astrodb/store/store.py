@@ -223,7 +223,10 @@ class Store:
 
     def _search(self, region, catalog: str, epoch, observer, columns) -> Table:
         self._require_schema()
-        jy = None if epoch is None else epochs.to_julian_year(epoch)
+        try:
+            jy = None if epoch is None else float(epochs.to_julian_year(epoch))
+        except (ValueError, TypeError):
+            raise QueryError(f"epoch must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
         obs = None
         if observer is not None:
             obs = np.asarray(observer, float).reshape(3)

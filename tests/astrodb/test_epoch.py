@@ -57,6 +57,13 @@ def check_vs_pmsafe(ra, dec, pmra, pmdec, parallax, rv, ref_epoch, ep):
 # ---------------------------------------------------------------------------------------------
 # agreement with erfa.pmsafe
 # ---------------------------------------------------------------------------------------------
+def test_reference_erfa_is_recent():
+    # ERFA < 2.0.1 (SOFA < 2023-10-11) set the inertial radial velocity to zero only when the
+    # rounded observed one was exactly 0.0, a discontinuity of up to ~0.2 mas on Barnard's
+    # star without rv over 50 yr; propagate follows the corrected (continuous) formula.
+    assert tuple(int(v) for v in erfa.version.erfa_version.split(".")[:3]) >= (2, 0, 1)
+
+
 @pytest.mark.parametrize("star", [BARNARD, PROXIMA], ids=["barnard", "proxima"])
 @pytest.mark.parametrize("dt", [-50.0, -16.0, -0.01, 0.0, 1e-6, 9.3, 24.75, 50.0])
 @pytest.mark.parametrize("drop", [(), ("radial_velocity",), ("parallax",),
@@ -382,3 +389,9 @@ def test_earth_barycentric_position():
                                atol=1e-12)
     np.testing.assert_allclose(epoch.earth_barycentric_position(epoch.to_julian_year(t)), p,
                                atol=1e-9)
+
+
+def test_empty_input():
+    res = epoch.propagate(np.array([]), np.array([]), np.array([]), np.array([]), np.array([]),
+                          np.array([]), 2016.0, 2020.0, observer=[1.0, 0.0, 0.0])
+    assert res.ra.shape == res.dec.shape == res.moved.shape == (0,)
