@@ -21,7 +21,8 @@ def create_store_engine(url: str | None = None) -> Engine:
         return create_engine(
             url,
             connect_args={"options": f"-c search_path={PG_SCHEMA},public"},
-            pool_pre_ping=True,
+            # No pre-ping: it costs a round trip per query (a cone is ~1 ms). A connection
+            # broken by a server restart fails its statement once and is then discarded.
         )
     if url.startswith("sqlite"):
         engine = create_engine(url)

@@ -39,6 +39,8 @@ class Store:
 
     def __init__(self, engine: sa.Engine) -> None:
         self.engine = engine
+        # Queries are single read-only statements: autocommit spares the BEGIN/ROLLBACK round trips.
+        self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._checked = False
 
     @property
@@ -232,7 +234,7 @@ class Store:
             obs = np.asarray(observer, float).reshape(3)
             if not np.all(np.isfinite(obs)):
                 raise QueryError(f"observer must be a finite barycentric position in AU, got {observer!r}")
-        with self.engine.connect() as conn:
+        with self._reader.connect() as conn:
             stats = self._stats(conn, catalog)
             return search(conn, stats, region, epoch=jy, observer=obs, columns=columns)
 
