@@ -171,3 +171,21 @@ def test_bad_query_parameters(store, sky):
             store.cone(*args, catalog=name)
     with pytest.raises(QueryError, match="unknown column"):
         store.cone(0, 0, 1, catalog=name, columns=["nope"])
+
+
+@pytest.mark.parametrize("when", ["2024-03-20T00:00:00", "2024-09-22T12:00:00"])
+def test_observer_parallax_cone_equals_brute_force(store, sky, when):
+    """With an observer position (the Earth at ``when``) the selection uses apparent positions."""
+    name, t = sky
+    jy = epochs.to_julian_year(when)
+    earth = epochs.earth_barycentric_position(when)
+    p = epochs.propagate(t["ra"], t["dec"], t["pmra"], t["pmdec"], t["parallax"], t["radial_velocity"],
+                         t["ref_epoch"], jy, observer=earth)
+    bary = epochs.propagate(t["ra"], t["dec"], t["pmra"], t["pmdec"], t["parallax"], t["radial_velocity"],
+                            t["ref_epoch"], jy)
+    shift = separation_deg(p.ra, p.dec, bary.ra, bary.dec) * 3.6e6
+    assert shift.max() > 100  # mas: nearby fast movers are displaced noticeably
+    for i in np.argsort(shift)[-10:]:
+        got = store.cone(p.ra[i], p.dec[i], 20 / 3600, catalog=name, epoch=when, observer=earth)
+        _assert_same(got, t, separation_deg(p.ra[i], p.dec[i], p.ra, p.dec) <= 20 / 3600)
+        np.testing.assert_allclose(got["ra"][0], p.ra[i], rtol=0, atol=1e-12)
