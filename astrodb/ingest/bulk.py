@@ -1,8 +1,9 @@
 """Bulk insert of numpy columns into a table, inside the caller's transaction.
 
-PostgreSQL: binary COPY whose payload numpy builds directly (no Python loop over rows). Rows
-are grouped by which of their values are NULL, since each such group has a fixed binary
-layout; within a group the input order is kept. Measured here: binary COPY from numpy 1.41 M
+PostgreSQL: binary COPY whose payload numpy builds directly (no Python loop over rows): every
+row is laid out with all its values, then the value bytes of NULLs are masked out, which keeps
+the input (spatial) order; grouping rows by NULL pattern instead left a catalog in 3 sorted
+runs (pg_stats correlation 0.40 on 10 M rows, 1.8x the heap pages per cone). Measured here: binary COPY from numpy 1.41 M
 rows/s against 157 k rows/s for text COPY formatted in Python.
 SQLite: one executemany over the columns' ``tolist()`` (NaN binds as NULL in SQLite).
 """
@@ -30,39 +31,48 @@ def _pg_dtype(arr: np.ndarray) -> str:
 
 def binary_copy_chunks(columns: Sequence[np.ndarray]) -> Iterator[memoryview | bytes]:
     """Yield PostgreSQL binary COPY data for ``columns`` (float64 -> float8, int -> int8,
-    bool -> boolean; float NaN -> NULL), header first and trailer last."""
+    bool -> boolean; float NaN -> NULL), header first and trailer last, rows in input order."""
     ncol = len(columns)
     types = [_pg_dtype(c) for c in columns]
     sizes = [1 if t == ">?" else 8 for t in types]
-    key = np.zeros(len(columns[0]), dtype=np.int64)  # bit j set: column j is NULL in that row
-    for j, c in enumerate(columns):
-        if c.dtype.kind == "f":
-            key |= np.isnan(c).astype(np.int64) << j
-    patterns = np.unique(key)
+    fields = [("nfields", ">i2")]
+    for j in range(ncol):
+        fields += [(f"len{j}", ">i4"), (f"val{j}", types[j])]
+    dtype = np.dtype(fields)  # packed: no alignment padding, as COPY expects
+    offsets = [dtype.fields[f"val{j}"][1] for j in range(ncol)]
+    template = np.zeros(1, dtype=dtype)
+    template["nfields"] = ncol
+    for j in range(ncol):
+        template[f"len{j}"] = sizes[j]
+    template_bytes = template.tobytes()
+    n = len(columns[0])
+    even = all(size % 2 == 0 for size in sizes)
     yield _PGCOPY_HEADER
-    for pattern in patterns:
-        idx = None if len(patterns) == 1 else np.nonzero(key == pattern)[0]
-        count = len(key) if idx is None else len(idx)
-        present = [not (int(pattern) >> j) & 1 for j in range(ncol)]
-        fields = [("nfields", ">i2")]
+    for start in range(0, n, _CHUNK_ROWS):
+        stop = min(start + _CHUNK_ROWS, n)
+        m = stop - start
+        # Repeating the template's bytes fills every length field at memcpy speed.
+        rec = np.frombuffer(bytearray(template_bytes) * m, dtype=dtype)
+        keep = None
         for j in range(ncol):
-            fields.append((f"len{j}", ">i4"))
-            if present[j]:
-                fields.append((f"val{j}", types[j]))
-        dtype = np.dtype(fields)  # packed: no alignment padding, as COPY expects
-        template = np.zeros(1, dtype=dtype)
-        template["nfields"] = ncol
-        for j in range(ncol):
-            template[f"len{j}"] = sizes[j] if present[j] else -1
-        template_bytes = template.tobytes()
-        for start in range(0, count, _CHUNK_ROWS):
-            stop = min(start + _CHUNK_ROWS, count)
-            # Repeating the template's bytes fills every length field at memcpy speed.
-            rec = np.frombuffer(bytearray(template_bytes) * (stop - start), dtype=dtype)
-            for j in range(ncol):
-                if present[j]:
-                    rec[f"val{j}"] = columns[j][start:stop] if idx is None else columns[j][idx[start:stop]]
-            yield memoryview(rec).cast("B")
+            part = columns[j][start:stop]
+            rec[f"val{j}"] = part
+            if part.dtype.kind == "f":
+                null = np.isnan(part)
+                if null.any():
+                    # A NULL is a length of -1 and no value bytes: drop those bytes below, so the
+                    # rows keep their (spatial) order whatever their NULLs.
+                    rec[f"len{j}"][null] = -1
+                    if keep is None:
+                        keep = np.ones((m, dtype.itemsize), dtype=bool)
+                    keep[null, offsets[j]:offsets[j] + sizes[j]] = False
+        raw = rec.view(np.uint8).reshape(m, dtype.itemsize)
+        if keep is None:
+            yield memoryview(raw).cast("B")
+        elif even:  # every field is 2-byte aligned: compact 16-bit words, half the mask work
+            yield memoryview(raw.view(np.uint16)[keep[:, ::2]]).cast("B")
+        else:
+            yield memoryview(raw[keep])
     yield _PGCOPY_TRAILER
 
 

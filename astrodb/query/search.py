@@ -17,13 +17,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import sqlalchemy as sa
-from geoalchemy2 import Geography
-from astropy.table import MaskedColumn, Table, Column
+from astropy.table import Table
 import astropy.units as u
 
 from .. import epoch as epochs
 from ..errors import QueryError
-from ..store.schema import sources
 from .healpix import cone_ranges
 from .regions import separation_deg
 
@@ -55,7 +53,6 @@ OUTPUT_COLUMNS: dict[str, tuple[u.UnitBase | None, str]] = {
     "dec_ref": (u.deg, "declination at ref_epoch"),
     "propagated": (None, "position moved to the query epoch (False: no proper motion known)"),
 }
-_GEOG = Geography(geometry_type="POINT", srid=4326, spatial_index=False)
 _DB_COLUMNS = ("source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmra_error", "pmdec",
                "pmdec_error", "parallax", "parallax_error", "radial_velocity",
                "radial_velocity_error", "ref_epoch", "mag", "weight")
@@ -86,31 +83,37 @@ def prefilter_radius(stats: CatalogStats, radius_deg: float, epoch: float | None
     return min(radius_deg + widen + _PAD_DEG, 180.0)
 
 
-def _prefilter_statement(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, radius: float):
-    cols = [sources.c[name] for name in _DB_COLUMNS]
-    if conn.dialect.name == "postgresql":
-        centre = sa.func.ST_SetSRID(sa.func.ST_MakePoint(ra - 180.0, dec), 4326)
-        return (sa.select(*cols)
-                .where(sources.c.catalog_id == stats.id)
-                .where(sa.func.ST_DWithin(sa.literal_column("geog", _GEOG), sa.func.geography(centre),
-                                          math.radians(radius) * POSTGIS_SPHERE_RADIUS_M, False)))
-    ranges = cone_ranges(ra, dec, radius)
-    r = sa.values(sa.column("lo", sa.BigInteger), sa.column("hi", sa.BigInteger), name="r").data(
-        [(int(lo), int(hi)) for lo, hi in ranges]).cte("r")  # SQLite has no VALUES column aliases
-    return (sa.select(*cols).select_from(r).join(
-        sources, sa.and_(sources.c.catalog_id == stats.id, sources.c.hpx29 >= r.c.lo, sources.c.hpx29 <= r.c.hi)))
+# The pre-filter runs as plain driver SQL: SQLAlchemy's statement compilation cost more than
+# the query itself (measured on 1 M rows in SQLite: 0.06 ms query, ~3 ms compile + fetch).
+_SELECT = ", ".join(_DB_COLUMNS)
+_PG_CAP_SQL = (f"SELECT {_SELECT} FROM sources WHERE catalog_id = %s AND ST_DWithin(geog, "
+               "geography(ST_SetSRID(ST_MakePoint(%s, %s), 4326)), %s, false)")
+
+
+def _sqlite_cap_sql(nranges: int) -> str:
+    # A CTE, since SQLite has no VALUES column aliases; the planner loops over the ranges and
+    # seeks the (catalog_id, hpx29) index once per range.
+    values = ", ".join(["(?, ?)"] * nranges)
+    return (f"WITH r(lo, hi) AS (VALUES {values}) SELECT {_SELECT} FROM r JOIN sources "
+            "ON sources.catalog_id = ? AND sources.hpx29 BETWEEN r.lo AND r.hi")
 
 
 def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, radius: float) -> dict[str, np.ndarray]:
     """Return the catalog's rows whose stored position is within ``radius`` deg of (ra, dec),
     possibly with a few more (the index cells' margins), as numpy columns."""
-    rows = conn.execute(_prefilter_statement(conn, stats, ra, dec, radius)).fetchall()
+    if conn.dialect.name == "postgresql":
+        rows = conn.exec_driver_sql(_PG_CAP_SQL, (stats.id, ra - 180.0, dec,
+                                                  math.radians(radius) * POSTGIS_SPHERE_RADIUS_M)).fetchall()
+    else:
+        ranges = cone_ranges(ra, dec, radius)
+        rows = conn.exec_driver_sql(_sqlite_cap_sql(len(ranges)),
+                                    (*ranges.ravel().tolist(), stats.id)).fetchall()
     if not rows:
         return {name: np.empty(0, np.int64 if name == "source_id" else float) for name in _DB_COLUMNS}
-    cols = list(zip(*rows))
-    out = {"source_id": np.array(cols[0], dtype=np.int64)}
-    for name, values in zip(_DB_COLUMNS[1:], cols[1:]):
-        out[name] = np.array(values, dtype=float)  # None -> NaN
+    values = np.array(rows, dtype=float)  # None -> NaN
+    out = {"source_id": np.fromiter((r[0] for r in rows), np.int64, len(rows))}  # exact int64 ids
+    for j, name in enumerate(_DB_COLUMNS[1:], start=1):
+        out[name] = values[:, j]
     return out
 
 
@@ -146,15 +149,16 @@ def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | N
         if unknown:
             raise QueryError(f"unknown column(s) {unknown}; available: {names}")
         names = wanted + (["distance"] if "distance" not in wanted else [])
-    out = []
+    arrays, units, descs = [], [], []
     for name in names:
         unit, desc = OUTPUT_COLUMNS[name]
         v = values[name]
-        # Masked only where something is missing: building masked columns costs ~0.1 ms each.
         missing = np.isnan(v) if v.dtype.kind == "f" else None
-        if missing is not None and missing.any():
-            out.append(MaskedColumn(v, name=name, mask=missing, unit=unit, description=desc, copy=False))
-        else:
-            out.append(Column(v, name=name, unit=unit, description=desc, copy=False))
-    return Table(out, copy=False, meta={"catalog": stats.name, "epoch": epoch, "cap_ra": cra,
-                                        "cap_dec": cdec, "cap_radius": crad})
+        # Masked only where something is missing (becomes a MaskedColumn).
+        arrays.append(np.ma.MaskedArray(v, mask=missing) if missing is not None and missing.any() else v)
+        units.append(unit)
+        descs.append(desc)
+    # One Table call with names/units/descriptions: ~30% cheaper than building Columns first.
+    return Table(arrays, names=names, units=units, descriptions=descs, copy=False,
+                 meta={"catalog": stats.name, "epoch": epoch, "cap_ra": cra, "cap_dec": cdec,
+                       "cap_radius": crad})

@@ -20,7 +20,9 @@ def create_store_engine(url: str | None = None) -> Engine:
     if url.startswith("postgresql"):
         return create_engine(
             url,
-            connect_args={"options": f"-c search_path={PG_SCHEMA},public"},
+            # JIT off: it compiles cone queries whose cost estimate is high but whose run is
+            # short (measured on 10 M rows, 2 deg cone: 46 ms with JIT, 27 ms without).
+            connect_args={"options": f"-c search_path={PG_SCHEMA},public -c jit=off"},
             # No pre-ping: it costs a round trip per query (a cone is ~1 ms). A connection
             # broken by a server restart fails its statement once and is then discarded.
         )

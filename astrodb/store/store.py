@@ -17,6 +17,10 @@ from .engine import create_store_engine
 from .schema import catalogs, source_files, sources
 
 
+_STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min, epoch_max "
+              "FROM catalogs WHERE name = ")
+
+
 @dataclass(frozen=True)
 class CatalogInfo:
     """A catalog held by the store."""
@@ -117,9 +121,8 @@ class Store:
         return f"no catalog {name!r} in the store (catalogs: {', '.join(names) or 'none'})"
 
     def _stats(self, conn: sa.Connection, name: str) -> CatalogStats:
-        row = conn.execute(sa.select(
-            catalogs.c.id, catalogs.c.name, catalogs.c.pm_max, catalogs.c.radial_rate_max,
-            catalogs.c.parallax_max, catalogs.c.epoch_min, catalogs.c.epoch_max).where(catalogs.c.name == name)).first()
+        mark = "%s" if conn.dialect.name == "postgresql" else "?"
+        row = conn.exec_driver_sql(_STATS_SQL + mark, (name,)).first()  # hot path: no SQL compilation
         if row is None:
             raise CatalogNotFoundError(self._not_found(name))
         return CatalogStats(*row)
