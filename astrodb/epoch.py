@@ -47,7 +47,6 @@ _BETA_PER_KMS = 1e3 / _CMPS           # radial velocity (km/s) -> fraction of c
 _DEG2RAD = math.pi / 180.0
 _RAD2DEG = 180.0 / math.pi
 _MAS2RAD = math.pi / (180.0 * 3600.0 * 1000.0)
-_DJ00 = 2451545.0                     # JD of J2000.0
 
 # eraPmsafe: minimum parallax (arcsec) and the factor that caps the transverse speed at ~1% c.
 _PXMIN = 5e-7
@@ -495,8 +494,8 @@ def _kernel(ra, dec, pmra, pmdec, plx, rv, dt, obs, ra_out, dec_out, work):
         mul(bsr, bsr, out=v2)
         mul(bst, bst, out=t)
         add(v2, t, out=v2)
-        if v2.max(initial=0.0) > _VMAX * _VMAX:  # eraStarpv: too fast -> velocity set to zero
-            fast = v2 > _VMAX * _VMAX
+        fast = v2 > _VMAX * _VMAX                # (rows with missing pm are NaN: not fast)
+        if fast.any():                           # eraStarpv: too fast -> velocity set to zero
             for arr in (bsr, bst, v2, pa, pd):
                 arr[fast] = 0.0
         # eraStarpv iterates d = 1 + betr, del = sqrt(1 - betr^2 - bett^2) - 1,
@@ -537,8 +536,9 @@ def _kernel(ra, dec, pmra, pmdec, plx, rv, dt, obs, ra_out, dec_out, work):
         add(t, pp, out=t)
         x = rho
         div(q, t, out=x)
-        if pp.min(initial=1.0) <= 0.0:           # dt < -(light time): other form of the root
-            neg = np.flatnonzero(pp <= 0.0)
+        neg = pp <= 0.0
+        if neg.any():       # dt < -(light time): the other form avoids cancellation near rho=-2
+            neg = np.flatnonzero(neg)
             x[neg] = (pp[neg] - np.sqrt(pp[neg] * pp[neg] - kq[neg])) / kk[neg]
         # Observed place at "after", in units of r: a u + b e_a + c e_d with
         # a = 1 + (d - 1) x and (b, c) = d T (pa, pd).
@@ -601,14 +601,18 @@ def _observer_shift(ra, plx, sd, cd, g, obs, a, b, c, sa, ca, k, xy, e):
     without a positive parallax get no shift.
     """
     mul, add, sub = np.multiply, np.add, np.subtract
+    # sin/cos of ra - 180 deg (libm is faster on [-pi, pi]); the sign flip of both is folded
+    # into the observer's x and y.
     ox, oy, oz = obs
+    ox, oy = -ox, -oy
     mul(ra, _DEG2RAD, out=sa)
+    sub(sa, math.pi, out=sa)
     np.cos(sa, out=ca)
     np.sin(sa, out=sa)
     # 1/r (1/au) = 1 / (c tl1); 0 for sources without a parallax.
     mul(g, _C_AUYR, out=k)
     np.divide(1.0, k, out=k)
-    k[~(plx > 0.0)] = 0.0
+    np.copyto(k, 0.0, where=~(plx > 0.0))
     # Observer in the local frame: xy = ca ox + sa oy, east = ca oy - sa ox,
     # up = cd xy + sd oz, north = cd oz - sd xy.
     mul(ca, ox, out=xy)

@@ -136,6 +136,24 @@ def test_blocks_and_threads_agree():
     assert sep_mas(one.ra, one.dec, *pmsafe(*args)).max() < TOL_MAS
 
 
+def test_special_branches_next_to_missing_rows():
+    """Rare branches (speed > c/2, dt ~ -2 light times) must work in blocks with NaN rows."""
+    tl1 = erfa.DR2AS / (PROXIMA["parallax"] * 1e-3) / (erfa.DC * 365.25)   # light time (yr)
+    ra = np.array([PROXIMA["ra"], PROXIMA["ra"], 10.0, 20.0, 30.0, 40.0])
+    dec = np.array([PROXIMA["dec"], PROXIMA["dec"], 0.0, 5.0, -5.0, 60.0])
+    pmra = np.array([PROXIMA["pmra"], PROXIMA["pmra"], 100.0, np.nan, 3.0, 8.0])
+    pmdec = np.array([PROXIMA["pmdec"], PROXIMA["pmdec"], 0.0, 1.0, np.nan, 2.0])
+    plx = np.array([PROXIMA["parallax"]] * 2 + [1.0, 1.0, 2.0, np.nan])
+    rv = np.array([PROXIMA["radial_velocity"]] * 2 + [2e5, np.nan, 5.0, 1.0])
+    ref = np.full(6, 2016.0)
+    ep = ref + np.array([-2 * tl1, -2 * tl1 * (1 + 1e-12), 50.0, 1.0, 1.0, 1.0])
+    res = epoch.propagate(ra, dec, pmra, pmdec, plx, rv, ref, ep)
+    np.testing.assert_array_equal(res.moved, [True, True, True, False, False, True])
+    ra2, dec2 = pmsafe(ra, dec, pmra, pmdec, plx, rv, ref, ep)
+    ok = res.moved
+    assert sep_mas(res.ra[ok], res.dec[ok], ra2[ok], dec2[ok]).max() < TOL_MAS
+
+
 star_rows = st.tuples(
     st.floats(0.0, 360.0, exclude_max=True),                   # ra
     st.floats(-90.0, 90.0),                                    # dec
