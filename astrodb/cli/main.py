@@ -5,6 +5,7 @@ Errors are one line on stderr and exit status 2 (1 for an unexpected failure), n
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 import numpy as np
@@ -50,6 +51,16 @@ def _parser() -> argparse.ArgumentParser:
     cat.add_argument("--id-column", help="integer column of unique source ids")
     cat.add_argument("--format", help="astropy Table.read format when the extension does not tell")
     cat.add_argument("--description")
+
+    gaia = ing_sub.add_parser("gaia", help="Gaia archive bulk partition files",
+                              description="Load Gaia DR1/DR2/EDR3/DR3 bulk partition files (GaiaSource_*.csv.gz; "
+                              "files, directories or globs). Each file is one transaction; a rerun skips "
+                              "what is loaded; a bad file fails alone (exit status 3).")
+    gaia.add_argument("paths", nargs="+", metavar="PATH")
+    gaia.add_argument("--release", choices=("dr1", "dr2", "edr3", "dr3"), help="default: from the files")
+    gaia.add_argument("--catalog", help="catalog name (default gaia_<release>)")
+    gaia.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
+                      help="processes reading files while one loads (default: %(default)s)")
 
     sub.add_parser("catalogs", help="list catalogs", description="List catalogs: name, kind, epoch, rows, files.")
 
@@ -155,6 +166,10 @@ def main(argv=None) -> int:
         store = connect(args.store)
         if args.command == "init":
             print(f"{store.url}: schema at revision {store.init()}")
+        elif args.command == "ingest" and args.what == "gaia":
+            report = store.ingest_gaia(args.paths, args.release, catalog=args.catalog, jobs=args.jobs)
+            print(report)
+            return 0 if report.ok else 3
         elif args.command == "ingest":
             print(store.ingest_catalog(args.file, args.name, epoch=args.epoch, id_column=args.id_column,
                                        format=args.format, description=args.description))

@@ -20,21 +20,22 @@ _CHUNK_ROWS = 262_144
 
 
 def _pg_dtype(arr: np.ndarray) -> str:
+    """Big-endian binary COPY type: float8, int2/int4/int8 by the array's width, boolean."""
     if arr.dtype.kind == "f":
         return ">f8"
     if arr.dtype.kind in "iu":
-        return ">i8"
+        return {1: ">i2", 2: ">i2", 4: ">i4"}.get(arr.dtype.itemsize, ">i8")
     if arr.dtype.kind == "b":
         return ">?"
     raise TypeError(f"no binary COPY encoding for dtype {arr.dtype}")
 
 
 def binary_copy_chunks(columns: Sequence[np.ndarray]) -> Iterator[memoryview | bytes]:
-    """Yield PostgreSQL binary COPY data for ``columns`` (float64 -> float8, int -> int8,
-    bool -> boolean; float NaN -> NULL), header first and trailer last, rows in input order."""
+    """Yield PostgreSQL binary COPY data for ``columns`` (float64 -> float8, int8/16 -> int2,
+    int32 -> int4, int64 -> int8, bool -> boolean; float NaN -> NULL), header first and trailer last, rows in input order."""
     ncol = len(columns)
     types = [_pg_dtype(c) for c in columns]
-    sizes = [1 if t == ">?" else 8 for t in types]
+    sizes = [np.dtype(t).itemsize for t in types]
     fields = [("nfields", ">i2")]
     for j in range(ncol):
         fields += [(f"len{j}", ">i4"), (f"val{j}", types[j])]

@@ -39,3 +39,11 @@ def index_and_attach(conn: sa.Connection, catalog_id: int) -> None:
 def drop(conn: sa.Connection, catalog_id: int) -> None:
     """Drop the catalog's partition, if it has one."""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS {partition_name(catalog_id)}")
+
+
+def create_attached(conn: sa.Connection, catalog_id: int) -> str:
+    """Create the catalog's partition with all of ``sources``' indexes, for catalogs loaded in
+    many transactions (Gaia partitions), where each file appends to an indexed table."""
+    name = partition_name(catalog_id)
+    conn.exec_driver_sql(f"CREATE TABLE {name} PARTITION OF sources FOR VALUES IN ({int(catalog_id)})")
+    return name

@@ -9,7 +9,7 @@ first); ``sources.geog`` is a generated PostGIS geography point there, absent on
 from __future__ import annotations
 
 from sqlalchemy import (BigInteger, Column, DateTime, Double, ForeignKey, Integer, MetaData,
-                        String, Table, Text, UniqueConstraint, Index)
+                        SmallInteger, String, Table, Text, UniqueConstraint, Index)
 
 #: Order of the nested HEALPix index stored with every source (as in HATS' ``_healpix_29``).
 HEALPIX_ORDER = 29
@@ -63,6 +63,11 @@ SOURCE_FLOAT_COLUMNS = (
     "ref_epoch", "mag", "weight",
 )
 
+#: Gaia's astrometric correlation coefficients, kept per source (migration 0003).
+GAIA_CORRELATIONS = ("ra_dec_corr", "ra_parallax_corr", "ra_pmra_corr", "ra_pmdec_corr",
+                     "dec_parallax_corr", "dec_pmra_corr", "dec_pmdec_corr", "parallax_pmra_corr",
+                     "parallax_pmdec_corr", "pmra_pmdec_corr")
+
 sources = Table(
     "sources", metadata,
     Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
@@ -84,6 +89,9 @@ sources = Table(
     Column("mag", Double),
     Column("weight", Double),
     Column("hpx29", BigInteger, nullable=False, comment="nested HEALPix order-29 pixel of (ra, dec)"),
+    *(Column(name, Double) for name in GAIA_CORRELATIONS),
+    Column("astrometric_params_solved", SmallInteger,
+           comment="Gaia: 3 = ra, dec; 31 = + parallax, pm (5-p); 95 = + pseudocolour (6-p); DR1 2/5"),
     UniqueConstraint("catalog_id", "source_id", name="uq_sources_catalog_source"),
     Index("ix_sources_catalog_hpx29", "catalog_id", "hpx29"),
 )

@@ -185,6 +185,37 @@ class Store:
         with self.engine.begin() as conn:
             return ingest_rows(conn, rows, name, description=description)
 
+    def ingest_gaia(self, paths, release: str | None = None, *, catalog: str | None = None, jobs: int = 1,
+                    progress: bool | None = None):
+        """Load Gaia archive bulk partition files (DR1, DR2, EDR3, DR3) into a release catalog.
+
+        Parameters
+        ----------
+        paths : str, os.PathLike or sequence of them
+            Files (``GaiaSource_*.csv.gz``, ``TgasSource_*.csv.gz``), directories holding them,
+            or glob patterns. ``_MD5SUM.txt`` beside the files is checked when present.
+        release : {"dr1", "dr2", "edr3", "dr3"}, optional
+            Inferred from the first file when not given.
+        catalog : str, optional
+            Catalog name; default ``gaia_<release>``.
+        jobs : int
+            Worker processes reading files while the main process loads (2 on 2 cores).
+        progress : bool, optional
+            Progress line on stderr; default: only when stderr is a terminal.
+
+        Returns
+        -------
+        astrodb.ingest.gaia.GaiaIngestReport
+            Per file: loaded, skipped (already loaded: a rerun resumes) or failed (with why).
+            Each file is one transaction, so a failed or interrupted file leaves nothing behind.
+        """
+        from ..ingest.gaia import ingest_gaia
+
+        self._require_schema()
+        if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__"):
+            paths = [paths]
+        return ingest_gaia(self.engine, paths, release, catalog=catalog, jobs=jobs, progress=progress)
+
     # -- queries --------------------------------------------------------------------------
     def cone(self, ra, dec, radius, *, catalog: str, epoch=None, observer=None, columns=None) -> Table:
         """Return the sources of ``catalog`` within ``radius`` of (``ra``, ``dec``).

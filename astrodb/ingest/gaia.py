@@ -1,0 +1,318 @@
+"""Ingest Gaia DR1/DR2/EDR3/DR3 bulk partition files: each file in its own transaction,
+recorded with its sha256, so a run can be stopped at any moment (even kill -9) and restarted,
+and every file ends up loaded exactly once; a bad file fails alone.
+
+Reading (gunzip + CSV parse, :mod:`astrodb.ingest.gaia_reader`) is the bottleneck, not the
+database, so with ``jobs > 1`` files are read and prepared in worker processes while the main
+process loads the previous ones.
+"""
+from __future__ import annotations
+
+import glob
+import hashlib
+import os
+import sys
+import time
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import sqlalchemy as sa
+
+from ..errors import IngestError
+from ..query.healpix import hpx29
+from ..store import partitions
+from ..store.schema import GAIA_CORRELATIONS, catalogs, source_files, sources
+from .bulk import insert_columns
+
+#: release -> (catalog kind and default name, reference epoch in Julian years)
+RELEASES = {"dr1": ("gaia_dr1", 2015.0), "dr2": ("gaia_dr2", 2015.5),
+            "edr3": ("gaia_edr3", 2016.0), "dr3": ("gaia_dr3", 2016.0)}
+#: Columns a Gaia file loads into ``sources``, in order.
+GAIA_LOAD_COLUMNS = ("catalog_id", "source_id", "file_id", "ra", "dec", "ra_error", "dec_error",
+                     "pmra", "pmra_error", "pmdec", "pmdec_error", "parallax", "parallax_error",
+                     "radial_velocity", "radial_velocity_error", "ref_epoch", "mag", "weight", "hpx29",
+                     *GAIA_CORRELATIONS, "astrometric_params_solved")
+_FILE_PATTERNS = ("GaiaSource_*.csv.gz", "GaiaSource_*.ecsv.gz", "TgasSource_*.csv.gz", "GaiaSource_*.csv")
+
+
+@dataclass
+class FileOutcome:
+    """What happened to one file."""
+
+    path: str
+    status: str            # "loaded", "skipped" (already in the catalog) or "failed"
+    rows: int = 0
+    message: str = ""
+
+
+@dataclass
+class GaiaIngestReport:
+    """The outcome of :func:`ingest_gaia`, file by file."""
+
+    catalog: str
+    release: str
+    files: list[FileOutcome] = field(default_factory=list)
+    seconds: float = 0.0
+
+    def count(self, status: str) -> int:
+        return sum(f.status == status for f in self.files)
+
+    @property
+    def rows(self) -> int:
+        """Rows loaded by this run."""
+        return sum(f.rows for f in self.files if f.status == "loaded")
+
+    @property
+    def ok(self) -> bool:
+        return self.count("failed") == 0
+
+    def __str__(self) -> str:
+        rate = f", {self.rows / self.seconds:,.0f} rows/s" if self.seconds > 0 and self.rows else ""
+        lines = [f"{self.catalog} ({self.release}): {self.count('loaded')} file(s) loaded ({self.rows:,} rows"
+                 f"{rate}), {self.count('skipped')} already loaded, {self.count('failed')} failed"]
+        lines += [f"  failed: {f.path}: {f.message}" for f in self.files if f.status == "failed"]
+        return "\n".join(lines)
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
+    """Files, directories (their Gaia partition files) and glob patterns -> sorted unique files."""
+    out: list[Path] = []
+    for p in paths:
+        text = os.fspath(p)
+        path = Path(text)
+        if path.is_dir():
+            found = sorted({f for pat in _FILE_PATTERNS for f in path.glob(pat)})
+            if not found:
+                raise IngestError(f"no Gaia partition files ({', '.join(_FILE_PATTERNS)}) in directory", source=text)
+            out += found
+        elif path.is_file():
+            out.append(path)
+        elif any(ch in text for ch in "*?["):
+            found = sorted(Path(f) for f in glob.glob(text))
+            if not found:
+                raise IngestError("the pattern matches no file", source=text)
+            out += found
+        else:
+            raise IngestError("no such file or directory", source=text)
+    seen: set[Path] = set()
+    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+
+
+def sha256_file(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+@dataclass
+class PreparedFile:
+    """A file read, indexed and sorted spatially, ready for COPY (built in a worker process)."""
+
+    path: str
+    sha256: str
+    size: int
+    release: str
+    columns: dict[str, np.ndarray]
+
+    def __len__(self) -> int:
+        return len(self.columns["source_id"])
+
+
+def prepare_file(path: str, release: str | None, done: frozenset[str] = frozenset()) -> PreparedFile | FileOutcome:
+    """Verify, read and sort one partition file (runs in a worker process).
+
+    A file whose sha256 is in ``done`` (already in the catalog) is not parsed: a skipped outcome
+    is returned, so a restarted run only hashes what it loaded before.
+    """
+    from . import gaia_reader
+
+    p = Path(path)
+    sha = sha256_file(p)
+    if sha in done:
+        return FileOutcome(str(p), "skipped", 0, "already loaded")
+    gaia_reader.verify_md5(p)
+    rows = gaia_reader.read_gaia_file(p, release=release)
+    cols = rows.columns
+    pix = hpx29(cols["ra"], cols["dec"])
+    order = np.argsort(pix, kind="stable")
+    out = {name: np.ascontiguousarray(cols[name][order]) for name in GAIA_LOAD_COLUMNS
+           if name in cols}
+    out["hpx29"] = pix[order]
+    return PreparedFile(str(p), sha, p.stat().st_size, rows.release, out)
+
+
+def _motion_stats(cols: dict[str, np.ndarray]) -> dict[str, float]:
+    from .catalog import motion_stats
+    return motion_stats(cols)
+
+
+def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> int:
+    kind, epoch = RELEASES[release]
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(catalogs.c.id, catalogs.c.kind).where(catalogs.c.name == name)).first()
+        if row is not None:
+            if row.kind != kind:
+                raise IngestError(f"catalog {name!r} holds {row.kind}, not {kind}: choose another --catalog name")
+            return int(row.id)
+        desc = f"Gaia {release.upper()} gaia_source (ESA/Gaia/DPAC), positions at J{epoch}"
+        cat_id = conn.execute(catalogs.insert().values(
+            name=name, kind=kind, ref_epoch=epoch, description=desc, row_count=0,
+            created_at=datetime.now(timezone.utc)).returning(catalogs.c.id)).scalar_one()
+        if conn.dialect.name == "postgresql":
+            partitions.create_attached(conn, cat_id)
+        return int(cat_id)
+
+
+def _greatest(column, value: float):
+    return sa.case((column.is_(None), value), (column < value, value), else_=column)
+
+
+def _least(column, value: float):
+    return sa.case((column.is_(None), value), (column > value, value), else_=column)
+
+
+def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> FileOutcome:
+    """Load one prepared file in one transaction; a file already recorded is skipped."""
+    n = len(prepared)
+    try:
+        with engine.begin() as conn:
+            if conn.execute(sa.select(source_files.c.id).where(
+                    source_files.c.catalog_id == cat_id, source_files.c.sha256 == prepared.sha256)).first():
+                return FileOutcome(prepared.path, "skipped", 0, "already loaded")
+            file_id = conn.execute(source_files.insert().values(
+                catalog_id=cat_id, path=prepared.path, size=prepared.size, sha256=prepared.sha256, rows=n,
+                ingested_at=datetime.now(timezone.utc)).returning(source_files.c.id)).scalar_one()
+            cols = dict(prepared.columns)
+            cols["catalog_id"] = np.full(n, cat_id, np.int64)
+            cols["file_id"] = np.full(n, file_id, np.int64)
+            cols.setdefault("weight", np.full(n, np.nan))
+            names = [c for c in GAIA_LOAD_COLUMNS if c in cols]
+            table = partitions.partition_name(cat_id) if conn.dialect.name == "postgresql" else sources.name
+            insert_columns(conn, table, names, [cols[c] for c in names])
+            st = _motion_stats(cols)
+            conn.execute(catalogs.update().where(catalogs.c.id == cat_id).values(
+                row_count=catalogs.c.row_count + n,
+                pm_max=_greatest(catalogs.c.pm_max, st["pm_max"]),
+                radial_rate_max=_greatest(catalogs.c.radial_rate_max, st["radial_rate_max"]),
+                parallax_max=_greatest(catalogs.c.parallax_max, st["parallax_max"]),
+                epoch_min=_least(catalogs.c.epoch_min, st["epoch_min"]),
+                epoch_max=_greatest(catalogs.c.epoch_max, st["epoch_max"])))
+    except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # COPY raises the driver's
+        text = str(getattr(exc, "orig", exc))
+        if "sha256" in text:  # another process loaded the same file meanwhile
+            return FileOutcome(prepared.path, "skipped", 0, "loaded concurrently")
+        return FileOutcome(prepared.path, "failed", 0, f"rejected by the database: {text.splitlines()[0]}")
+    return FileOutcome(prepared.path, "loaded", n)
+
+
+class Progress:
+    """Files, rows/s and ETA on one terminal line (stderr); silent when not a terminal."""
+
+    def __init__(self, total_files: int, total_bytes: int, stream=None, enabled: bool | None = None) -> None:
+        self.stream = stream or sys.stderr
+        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.total_files, self.total_bytes = total_files, max(total_bytes, 1)
+        self.files = self.bytes = self.rows = 0
+        self.start = time.monotonic()
+
+    def update(self, outcome: FileOutcome, size: int) -> None:
+        self.files += 1
+        self.bytes += size
+        self.rows += outcome.rows
+        if not self.enabled:
+            return
+        dt = max(time.monotonic() - self.start, 1e-9)
+        eta = (self.total_bytes - self.bytes) / max(self.bytes / dt, 1e-9)
+        self.stream.write(f"\r[{self.files}/{self.total_files} files] {self.rows:,} rows, "
+                          f"{self.rows / dt:,.0f} rows/s, ETA {eta:,.0f} s   ")
+        self.stream.flush()
+
+    def close(self) -> None:
+        if self.enabled:
+            self.stream.write("\n")
+
+
+def _prepared_stream(files: list[Path], release: str | None, jobs: int,
+                     done: frozenset[str]) -> Iterator[tuple[Path, PreparedFile | FileOutcome | Exception]]:
+    if jobs <= 1:
+        for f in files:
+            try:
+                yield f, prepare_file(str(f), release, done)
+            except IngestError as exc:
+                yield f, exc
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        # Keep at most 2 * jobs files in flight: each holds a partition's arrays in memory.
+        pending: list = []
+        it = iter(files)
+        for f in it:
+            pending.append((f, pool.submit(prepare_file, str(f), release, done)))
+            if len(pending) >= 2 * jobs:
+                break
+        while pending:
+            f, fut = pending.pop(0)
+            try:
+                result: PreparedFile | FileOutcome | Exception = fut.result()
+            except IngestError as exc:
+                result = exc
+            nxt = next(it, None)
+            if nxt is not None:
+                pending.append((nxt, pool.submit(prepare_file, str(nxt), release, done)))
+            yield f, result
+
+
+def _infer_release(files: list[Path]) -> str:
+    """The release of the first readable file (its name pattern, ECSV header and columns)."""
+    from .gaia_reader import read_gaia_file
+
+    errors = []
+    for f in files:
+        try:
+            return read_gaia_file(f).release
+        except IngestError as exc:
+            errors.append(str(exc))
+    raise IngestError("cannot tell the Gaia release (give --release): " + "; ".join(errors[:3]))
+
+
+def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog: str | None = None,
+                jobs: int = 1, progress: bool | None = None,
+                on_file: Callable[[FileOutcome], None] | None = None) -> GaiaIngestReport:
+    """Load Gaia partition files into the release's catalog; see :meth:`Store.ingest_gaia`."""
+    files = expand_paths(paths)
+    if release is not None:
+        release = release.lower().removeprefix("gaia_").removeprefix("gaia")
+        if release not in RELEASES:
+            raise IngestError(f"unknown Gaia release {release!r}: expected one of {', '.join(RELEASES)}")
+    else:
+        release = _infer_release(files)
+    name = catalog or RELEASES[release][0]
+    cat_id = _ensure_catalog(engine, name, release)
+    with engine.connect() as conn:
+        done = frozenset(conn.execute(sa.select(source_files.c.sha256).where(
+            source_files.c.catalog_id == cat_id)).scalars())
+    report = GaiaIngestReport(name, release)
+    bar = Progress(len(files), sum(f.stat().st_size for f in files), enabled=progress)
+    t0 = time.monotonic()
+    for f, prepared in _prepared_stream(files, release, jobs, done):
+        if isinstance(prepared, FileOutcome):
+            outcome = prepared
+        elif isinstance(prepared, Exception):
+            outcome = FileOutcome(str(f), "failed", 0, str(prepared))
+        elif prepared.release != release:
+            outcome = FileOutcome(str(f), "failed", 0,
+                                  f"holds Gaia {prepared.release.upper()} rows, not {release.upper()}")
+        else:
+            outcome = load_prepared(engine, cat_id, prepared)
+        report.files.append(outcome)
+        bar.update(outcome, f.stat().st_size)
+        if on_file is not None:
+            on_file(outcome)
+    bar.close()
+    report.seconds = time.monotonic() - t0
+    return report
