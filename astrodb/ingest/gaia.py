@@ -9,7 +9,6 @@ process loads the previous ones.
 from __future__ import annotations
 
 import glob
-import hashlib
 import os
 import sys
 import time
@@ -27,6 +26,8 @@ from ..query.healpix import hpx29
 from ..store import partitions
 from ..store.schema import GAIA_CORRELATIONS, catalogs, source_files, sources
 from .bulk import insert_columns
+from .catalog import motion_stats
+from .table_reader import sha256_file
 
 #: release -> (catalog kind and default name, reference epoch in Julian years)
 RELEASES = {"dr1": ("gaia_dr1", 2015.0), "dr2": ("gaia_dr2", 2015.5),
@@ -102,14 +103,6 @@ def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
     return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
 
 
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 @dataclass
 class PreparedFile:
     """A file read, indexed and sorted spatially, ready for COPY (built in a worker process)."""
@@ -145,11 +138,6 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
            if name in cols}
     out["hpx29"] = pix[order]
     return PreparedFile(str(p), sha, p.stat().st_size, rows.release, out)
-
-
-def _motion_stats(cols: dict[str, np.ndarray]) -> dict[str, float]:
-    from .catalog import motion_stats
-    return motion_stats(cols)
 
 
 def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> int:
@@ -195,7 +183,7 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
             names = [c for c in GAIA_LOAD_COLUMNS if c in cols]
             table = partitions.partition_name(cat_id) if conn.dialect.name == "postgresql" else sources.name
             insert_columns(conn, table, names, [cols[c] for c in names])
-            st = _motion_stats(cols)
+            st = motion_stats(cols)
             conn.execute(catalogs.update().where(catalogs.c.id == cat_id).values(
                 row_count=catalogs.c.row_count + n,
                 pm_max=_greatest(catalogs.c.pm_max, st["pm_max"]),

@@ -56,10 +56,11 @@ class CatalogRows:
         return len(self.columns["ra"])
 
 
-def _sha256_file(path: Path) -> str:
+def sha256_file(path: Path) -> str:
+    """Hex sha256 of a file's bytes, read in 4 MiB chunks."""
     h = hashlib.sha256()
     with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
+        for chunk in iter(lambda: f.read(1 << 22), b""):
             h.update(chunk)
     return h.hexdigest()
 
@@ -208,7 +209,7 @@ def read_catalog(source, *, epoch=None, id_column: str | None = None, format: st
             table = Table.read(path, format=format) if format else Table.read(path)
         except Exception as exc:  # astropy raises many kinds; all mean "cannot read this"
             raise IngestError(f"cannot read as a table ({type(exc).__name__}: {exc})", source=name) from None
-        size, sha = path.stat().st_size, _sha256_file(path)
+        size, sha = path.stat().st_size, sha256_file(path)
 
     cols: dict[str, np.ndarray] = {}
     ra_name, dec_name = _find(table, ALIASES["ra"][1]), _find(table, ALIASES["dec"][1])

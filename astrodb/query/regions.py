@@ -10,7 +10,7 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from astropy.coordinates import Angle, SkyCoord, angular_separation
+from astropy.coordinates import SkyCoord, angular_separation
 import astropy.units as u
 
 from ..errors import QueryError

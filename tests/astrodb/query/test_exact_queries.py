@@ -13,7 +13,7 @@ from astropy.wcs import WCS
 from hypothesis import HealthCheck, given, settings, strategies as st
 
 from astrodb import QueryError, epoch as epochs
-from astrodb.query.regions import Polygon, WCSFootprint, separation_deg, unit_vectors
+from astrodb.query.regions import Polygon, separation_deg, unit_vectors
 from synth import gaia_like
 
 PATCHES = [(0.0, 0.0, 180.0, 4000, 0), (0.0, 89.7, 1.0, 600, 20), (123.0, -89.5, 1.0, 600, 20),
@@ -104,7 +104,6 @@ def test_convex_polygons_equal_brute_force(store, sky, data, epoch):
     if len(np.unique(np.round(ang, 3))) < 3:
         return
     # Vertices on a small circle around the centre: a convex polygon (holds the pole when near one).
-    from synth import sky_patch  # noqa: F401  (same rotation as the generator)
     a, d = np.radians(cra), np.radians(cdec)
     ez = np.array([np.cos(d) * np.cos(a), np.cos(d) * np.sin(a), np.sin(d)])
     ex = np.cross([0, 0, 1.0], ez) if abs(ez[2]) < 0.99 else np.array([1.0, 0, 0])

@@ -25,11 +25,7 @@ def test_init_creates_schema_at_head(db_factory):
 def test_migrations_match_the_query_layer_schema(store):
     """The tables the migrations build are the tables astrodb.store.schema describes."""
     with store.engine.connect() as conn:
-        opts = {"include_schemas": False}
-        if conn.dialect.name == "postgresql":
-            conn = conn.execution_options(schema_translate_map=None)
         ctx = MigrationContext.configure(conn, opts={
-            **opts,
             "version_table_schema": PG_SCHEMA if conn.dialect.name == "postgresql" else None,
             "include_object": lambda obj, name, type_, reflected, compare_to:
                 not (type_ == "column" and name == "geog") and not (type_ == "index" and name == "ix_sources_geog")
