@@ -102,12 +102,18 @@ def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, r
     """Return the catalog's rows whose stored position is within ``radius`` deg of (ra, dec),
     possibly with a few more (the index cells' margins), as numpy columns."""
     if conn.dialect.name == "postgresql":
-        rows = conn.exec_driver_sql(_PG_CAP_SQL, (stats.id, ra - 180.0, dec,
-                                                  math.radians(radius) * POSTGIS_SPHERE_RADIUS_M)).fetchall()
+        sql, params = _PG_CAP_SQL, (stats.id, ra - 180.0, dec, math.radians(radius) * POSTGIS_SPHERE_RADIUS_M)
     else:
         ranges = cone_ranges(ra, dec, radius)
-        rows = conn.exec_driver_sql(_sqlite_cap_sql(len(ranges)),
-                                    (*ranges.ravel().tolist(), stats.id)).fetchall()
+        sql, params = _sqlite_cap_sql(len(ranges)), (*ranges.ravel().tolist(), stats.id)
+    # The DBAPI cursor gives plain tuples: numpy converts SQLAlchemy Row objects ~25x slower
+    # (measured: 3 000 rows, 105 ms as Rows, 4 ms as tuples).
+    cur = conn.connection.dbapi_connection.cursor()
+    try:
+        cur.execute(sql, params)
+        rows = cur.fetchall()
+    finally:
+        cur.close()
     if not rows:
         return {name: np.empty(0, np.int64 if name == "source_id" else float) for name in _DB_COLUMNS}
     values = np.array(rows, dtype=float)  # None -> NaN
