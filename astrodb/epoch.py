@@ -97,8 +97,9 @@ def _as_time(value: Any):
     if isinstance(value, Time):
         return value
     if isinstance(value, str):
-        try:  # a bare number ("2030", "2016.5", as typed on a command line) is a Julian year
-            return Time(float(value), format="jyear", scale="tdb")
+        text = value.strip()
+        try:  # a bare number ("2030", "J2016.5", as typed on a command line) is a Julian year
+            return Time(float(text[1:] if text[:1] in "jJ" else text), format="jyear", scale="tdb")
         except ValueError:
             return Time(value)  # astropy infers the format; ISO strings are UTC
     return Time(np.asarray(value, dtype=np.float64), format="jyear", scale="tdb")

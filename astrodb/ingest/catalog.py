@@ -11,14 +11,12 @@ from .. import epoch as epochs
 from ..errors import CatalogExistsError
 from ..query.healpix import hpx29
 from ..store import partitions
-from ..store.schema import catalogs, source_files, sources
+from ..store.schema import SOURCE_FLOAT_COLUMNS, catalogs, source_files, sources
 from .bulk import insert_columns
 from .table_reader import CatalogRows
 
 #: Columns loaded into ``sources``, in order.
-LOAD_COLUMNS = ("catalog_id", "source_id", "file_id", "ra", "dec", "ra_error", "dec_error",
-                "pmra", "pmra_error", "pmdec", "pmdec_error", "parallax", "parallax_error",
-                "radial_velocity", "radial_velocity_error", "ref_epoch", "mag", "weight", "hpx29")
+LOAD_COLUMNS = ("catalog_id", "source_id", "file_id", *SOURCE_FLOAT_COLUMNS, "hpx29")
 
 
 @dataclass(frozen=True)

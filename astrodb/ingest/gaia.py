@@ -26,17 +26,14 @@ from ..query.healpix import hpx29
 from ..store import partitions
 from ..store.schema import GAIA_CORRELATIONS, catalogs, source_files, sources
 from .bulk import insert_columns
-from .catalog import motion_stats
+from .catalog import LOAD_COLUMNS, motion_stats
 from .table_reader import sha256_file
 
 #: release -> (catalog kind and default name, reference epoch in Julian years)
 RELEASES = {"dr1": ("gaia_dr1", 2015.0), "dr2": ("gaia_dr2", 2015.5),
             "edr3": ("gaia_edr3", 2016.0), "dr3": ("gaia_dr3", 2016.0)}
 #: Columns a Gaia file loads into ``sources``, in order.
-GAIA_LOAD_COLUMNS = ("catalog_id", "source_id", "file_id", "ra", "dec", "ra_error", "dec_error",
-                     "pmra", "pmra_error", "pmdec", "pmdec_error", "parallax", "parallax_error",
-                     "radial_velocity", "radial_velocity_error", "ref_epoch", "mag", "weight", "hpx29",
-                     *GAIA_CORRELATIONS, "astrometric_params_solved")
+GAIA_LOAD_COLUMNS = (*LOAD_COLUMNS, *GAIA_CORRELATIONS, "astrometric_params_solved")
 _FILE_PATTERNS = ("GaiaSource_*.csv.gz", "GaiaSource_*.ecsv.gz", "TgasSource_*.csv.gz", "GaiaSource_*.csv")
 
 

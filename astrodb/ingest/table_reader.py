@@ -17,6 +17,7 @@ from astropy.coordinates import SkyCoord
 from astropy.table import Table
 from astropy.time import Time
 
+from .. import epoch as epochs
 from ..errors import IngestError
 
 #: store column -> (unit, accepted input names, lower case, in order of preference)
@@ -108,7 +109,7 @@ def _epochs(table: Table, epoch, source: str) -> tuple[np.ndarray, float | None]
     if name is not None:
         col = table[name]
         if isinstance(col, Time):
-            values = np.asarray(col.jyear, float)
+            values = np.asarray(epochs.to_julian_year(col), float).reshape(-1)
         else:
             values = _as_float(table, name, u.yr, source)
         bad = ~np.isfinite(values)
@@ -127,22 +128,12 @@ def _epochs(table: Table, epoch, source: str) -> tuple[np.ndarray, float | None]
 
 
 def _julian_year(epoch, source: str) -> float:
-    if isinstance(epoch, Time):
-        return float(epoch.jyear)
-    if isinstance(epoch, str):
-        text = epoch.strip()
-        try:
-            return float(text[1:] if text[:1] in "jJ" else text)
-        except ValueError:
-            try:
-                return float(Time(text).jyear)
-            except ValueError:
-                raise IngestError(f"epoch {epoch!r} is neither a Julian year nor an ISO time",
-                                  source=source) from None
+    """The catalog epoch as a Julian year, parsed as query epochs are (astrodb.epoch.to_julian_year)."""
     try:
-        out = float(epoch)
+        out = float(epochs.to_julian_year(epoch))
     except (TypeError, ValueError):
-        raise IngestError(f"epoch must be a Julian year, got {epoch!r}", source=source) from None
+        raise IngestError(f"epoch {epoch!r} is neither a Julian year (2016.0, J2016) nor an ISO time",
+                          source=source) from None
     if not np.isfinite(out):
         raise IngestError(f"epoch must be finite, got {epoch!r}", source=source)
     return out

@@ -22,6 +22,7 @@ import astropy.units as u
 
 from .. import epoch as epochs
 from ..errors import QueryError
+from ..store.schema import SOURCE_FLOAT_COLUMNS
 from .healpix import cone_ranges
 from .regions import separation_deg
 
@@ -53,9 +54,7 @@ OUTPUT_COLUMNS: dict[str, tuple[u.UnitBase | None, str]] = {
     "dec_ref": (u.deg, "declination at ref_epoch"),
     "propagated": (None, "position moved to the query epoch (False: no proper motion known)"),
 }
-_DB_COLUMNS = ("source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmra_error", "pmdec",
-               "pmdec_error", "parallax", "parallax_error", "radial_velocity",
-               "radial_velocity_error", "ref_epoch", "mag", "weight")
+_DB_COLUMNS = ("source_id", *SOURCE_FLOAT_COLUMNS)
 
 
 @dataclass(frozen=True)
