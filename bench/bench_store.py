@@ -211,6 +211,17 @@ def pg_url_for(admin: str, dbname: str) -> str:
 
 
 # -- the benchmark -------------------------------------------------------------------------
+def timed_steps(c, steps) -> dict[str, float]:
+    """Run (label, sql) steps on connection ``c``; return and log each one's seconds."""
+    out = {}
+    for label, sql in steps:
+        t = time.perf_counter()
+        c.execute(sql)
+        out[label] = time.perf_counter() - t
+        log(f"  {label}: {out[label]:.1f} s")
+    return out
+
+
 class Bench:
     def __init__(self, args) -> None:
         self.args = args
@@ -447,16 +458,12 @@ class Bench:
             c.execute("SET maintenance_work_mem = '1GB'")
             c.execute("CREATE EXTENSION IF NOT EXISTS q3c WITH SCHEMA public")
             c.execute("CREATE SCHEMA IF NOT EXISTS bench")
-            for label, sql in (
+            steps.update(timed_steps(c, (
                     ("CREATE TABLE AS", f"CREATE TABLE bench.q3c_sources WITH (autovacuum_enabled = false) AS "
                                         f"SELECT {COLS_SQL} FROM astrodb.sources WHERE catalog_id = {int(self.cat_id)}"),
                     ("CREATE INDEX q3c_ang2ipix", "CREATE INDEX q3c_sources_ipix ON bench.q3c_sources (q3c_ang2ipix(ra, dec))"),
                     ("CLUSTER", "CLUSTER bench.q3c_sources USING q3c_sources_ipix"),
-                    ("VACUUM ANALYZE", "VACUUM ANALYZE bench.q3c_sources")):
-                t = time.perf_counter()
-                c.execute(sql)
-                steps[label] = time.perf_counter() - t
-                log(f"  {label}: {steps[label]:.1f} s")
+                    ("VACUUM ANALYZE", "VACUUM ANALYZE bench.q3c_sources"))))
         self.res["q3c_build"] = steps
 
     def build_clustered_copy(self) -> None:
@@ -469,15 +476,11 @@ class Bench:
             c.execute("CREATE SCHEMA IF NOT EXISTS bench")
             c.execute("CREATE TABLE bench.sources_sorted (LIKE astrodb.sources INCLUDING DEFAULTS "
                       "INCLUDING GENERATED INCLUDING CONSTRAINTS) WITH (autovacuum_enabled = false)")
-            for label, sql in (
+            steps.update(timed_steps(c, (
                     ("INSERT ... ORDER BY hpx29", f"INSERT INTO bench.sources_sorted ({ins_cols}) SELECT {ins_cols} "
                                                   f"FROM astrodb.sources WHERE catalog_id = {int(self.cat_id)} ORDER BY hpx29"),
                     ("GiST (geog)", "CREATE INDEX ON bench.sources_sorted USING gist (geog)"),
-                    ("VACUUM ANALYZE", "VACUUM ANALYZE bench.sources_sorted")):
-                t = time.perf_counter()
-                c.execute(sql)
-                steps[label] = time.perf_counter() - t
-                log(f"  {label}: {steps[label]:.1f} s")
+                    ("VACUUM ANALYZE", "VACUUM ANALYZE bench.sources_sorted"))))
         self.res["sorted_build"] = steps
 
     def sql_function(self) -> str | None:
