@@ -18,6 +18,9 @@ propagate
 displacement_bound, radial_rate
     A rigorous upper bound on how far :func:`propagate` can move any source of a catalog,
     for widening cone pre-filters.
+position_errors
+    Position uncertainties at another epoch (proper-motion errors, or a prior on the
+    unknown motion of 2-parameter sources).
 earth_barycentric_position, to_julian_year
     Small time/ephemeris helpers.
 """
@@ -32,8 +35,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["Propagated", "propagate", "displacement_bound", "radial_rate",
-           "earth_barycentric_position", "to_julian_year"]
+__all__ = ["Propagated", "propagate", "displacement_bound", "radial_rate", "position_errors",
+           "DEFAULT_PM_PRIOR", "earth_barycentric_position", "to_julian_year"]
 
 # --- constants (values as in ERFA's erfam.h) -----------------------------------------------
 _DAU = 149597870.7e3                  # astronomical unit (m)
@@ -208,6 +211,65 @@ def radial_rate(parallax_mas, rv_kms, pm_masyr) -> np.ndarray:
         zeta = np.where(bound_beta >= 1.0, np.inf, zeta)
         zeta = np.where(beta_r > _VMAX, 0.0, zeta)      # eraStarpv stops such sources
     return zeta
+
+
+#: Default prior (mas/yr, per axis) on the unknown proper motion of sources without one (Gaia's
+#: 2-parameter solutions, user catalogs without pm). Field stars at G ~ 19-21, where most 2-parameter
+#: sources are, have proper-motion dispersions of a few mas/yr (disc) to ~10 mas/yr (thick disc, halo);
+#: 10 mas/yr is a deliberately generous 1-sigma so that such stars are down-weighted, not trusted, at
+#: epochs far from the catalog's. Override per query (``pm_prior=``).
+DEFAULT_PM_PRIOR = 10.0
+
+
+def position_errors(ra_error, dec_error, pmra_error, pmdec_error, dt, *, has_pm,
+                    ra_pmra_corr=None, dec_pmdec_corr=None,
+                    pm_prior: float = DEFAULT_PM_PRIOR) -> tuple[np.ndarray, np.ndarray]:
+    """Position uncertainties (mas) after ``dt`` years, to first order in the motion.
+
+    For a source with a proper motion, the linear propagation of its covariance:
+    ``sigma_a(t)^2 = sigma_a^2 + 2 dt rho(a, mu_a) sigma_a sigma_mu_a + dt^2 sigma_mu_a^2`` per axis
+    (``a`` = ra* or dec; the parallax term of the epoch transformation is zero for barycentric
+    positions, see Butkevich & Lindegren 2014, A&A 570, A62, and is neglected for an observer).
+    A missing proper-motion error or correlation counts as zero.
+
+    For a source without a proper motion (``has_pm`` False: it stays where it was catalogued),
+    the motion is unknown: ``sigma_a(t)^2 = sigma_a^2 + (pm_prior dt)^2``.
+
+    Parameters
+    ----------
+    ra_error, dec_error : array_like
+        Uncertainties (mas) at the reference epoch; RA's times cos(dec).
+    pmra_error, pmdec_error : array_like
+        Proper-motion uncertainties (mas/yr); NaN where unknown.
+    dt : float or array_like
+        Years from the reference epoch.
+    has_pm : array_like of bool
+        True where the source has a proper motion.
+    ra_pmra_corr, dec_pmdec_corr : array_like, optional
+        Correlation coefficients (Gaia); None or NaN: 0.
+    pm_prior : float
+        1-sigma prior (mas/yr, per axis) on the unknown motion of sources without a proper motion.
+
+    Returns
+    -------
+    ra_error, dec_error : ndarray
+        Uncertainties (mas) at the reference epoch + ``dt``; NaN where the reference-epoch
+        uncertainty is unknown.
+    """
+    if not (math.isfinite(pm_prior) and pm_prior >= 0):
+        raise ValueError(f"pm_prior must be a finite number >= 0 mas/yr, got {pm_prior!r}")
+    has_pm = np.asarray(has_pm, bool)
+    dt = np.asarray(dt, float)
+    out = []
+    for err, pm_err, corr in ((ra_error, pmra_error, ra_pmra_corr), (dec_error, pmdec_error, dec_pmdec_corr)):
+        err = np.asarray(err, float)
+        pm_err = np.nan_to_num(np.asarray(pm_err, float), nan=0.0)
+        rho = 0.0 if corr is None else np.nan_to_num(np.asarray(corr, float), nan=0.0)
+        moving = err * err + 2.0 * dt * rho * err * pm_err + (dt * pm_err) ** 2
+        fixed = err * err + (pm_prior * dt) ** 2
+        # max(., 0) guards rounding when |rho| = 1 and the terms cancel.
+        out.append(np.sqrt(np.maximum(np.where(has_pm, moving, fixed), 0.0)))
+    return out[0], out[1]
 
 
 def displacement_bound(pm_max: float, zeta_max: float, dt: float, parallax_max: float = 0.0,

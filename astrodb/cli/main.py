@@ -11,6 +11,7 @@ import sys
 import numpy as np
 
 from .. import AstrodbError, connect
+from ..epoch import DEFAULT_PM_PRIOR
 from ..errors import QueryError
 from .output import FORMATS, write_table
 
@@ -67,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     def query_options(q):
         q.add_argument("--catalog", required=True)
         q.add_argument("--epoch", help="Julian year or ISO time of the positions (default: catalog epoch)")
+        q.add_argument("--pm-prior", type=float, default=DEFAULT_PM_PRIOR, metavar="MAS_PER_YR",
+                       help="with --epoch: 1-sigma prior on the unknown motion of sources without proper "
+                       "motion, widening their ra/dec_epoch_error (default %(default)s mas/yr)")
         q.add_argument("--format", choices=FORMATS, default="text")
         q.add_argument("--columns", help="comma-separated output columns")
         q.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
@@ -179,9 +183,10 @@ def main(argv=None) -> int:
             columns = args.columns.split(",") if args.columns else None
             if args.command == "cone":
                 t = store.cone(args.ra, args.dec, args.radius, catalog=args.catalog, epoch=args.epoch,
-                               columns=columns)
+                               columns=columns, pm_prior=args.pm_prior)
             else:
-                t = store.footprint(_region(args), catalog=args.catalog, epoch=args.epoch, columns=columns)
+                t = store.footprint(_region(args), catalog=args.catalog, epoch=args.epoch, columns=columns,
+                                    pm_prior=args.pm_prior)
             write_table(t, args.format, args.output)
         elif args.command == "drop":
             print(f"dropped catalog {args.name!r} ({store.drop_catalog(args.name)} sources)")

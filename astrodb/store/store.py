@@ -217,7 +217,8 @@ class Store:
         return ingest_gaia(self.engine, paths, release, catalog=catalog, jobs=jobs, progress=progress)
 
     # -- queries --------------------------------------------------------------------------
-    def cone(self, ra, dec, radius, *, catalog: str, epoch=None, observer=None, columns=None) -> Table:
+    def cone(self, ra, dec, radius, *, catalog: str, epoch=None, observer=None, columns=None,
+             pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
         """Return the sources of ``catalog`` within ``radius`` of (``ra``, ``dec``).
 
         Parameters
@@ -234,16 +235,23 @@ class Store:
             ``astrodb.epoch.earth_barycentric_position(t)``), to add annual parallax.
         columns : sequence of str, optional
             Output columns (default all); ``distance`` is always included.
+        pm_prior : float
+            With ``epoch``: 1-sigma prior (mas/yr per axis) on the unknown motion of sources
+            without a proper motion (Gaia 2-parameter solutions), which widens their
+            ``ra_epoch_error``/``dec_epoch_error``; see :func:`astrodb.epoch.position_errors`.
 
         Returns
         -------
         astropy.table.Table
             Sorted by ``distance`` (deg), with units; missing values masked. With ``epoch``
-            also ``ra_ref``, ``dec_ref`` (stored positions) and ``propagated``.
+            also ``ra_epoch_error``, ``dec_epoch_error`` (uncertainties at ``epoch``), ``ra_ref``,
+            ``dec_ref`` (stored positions) and ``propagated`` (False: no proper motion, kept
+            at its catalogued position).
         """
-        return self._search(Cone.create(ra, dec, radius), catalog, epoch, observer, columns)
+        return self._search(Cone.create(ra, dec, radius), catalog, epoch, observer, columns, pm_prior)
 
-    def footprint(self, region, *, catalog: str, epoch=None, observer=None, columns=None) -> Table:
+    def footprint(self, region, *, catalog: str, epoch=None, observer=None, columns=None,
+                  pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
         """Return the sources of ``catalog`` inside a sky region.
 
         Parameters
@@ -252,17 +260,20 @@ class Store:
             Vertices of a spherical polygon with great-circle edges (smaller side, within a
             hemisphere; crossing RA 0 or holding a pole is fine), or an image's WCS (astropy or
             gwcs) with its (ny, nx) shape: then exactly the sources falling on the pixels.
-        catalog, epoch, observer, columns
+        catalog, epoch, observer, columns, pm_prior
             As for :meth:`cone`. ``distance`` is measured from the region's centre.
         """
-        return self._search(make_region(region), catalog, epoch, observer, columns)
+        return self._search(make_region(region), catalog, epoch, observer, columns, pm_prior)
 
-    def _search(self, region, catalog: str, epoch, observer, columns) -> Table:
+    def _search(self, region, catalog: str, epoch, observer, columns, pm_prior) -> Table:
         self._require_schema()
         try:
             jy = None if epoch is None else float(epochs.to_julian_year(epoch))
         except (ValueError, TypeError):
             raise QueryError(f"epoch must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
+        if not (isinstance(pm_prior, (int, float, np.floating, np.integer)) and np.isfinite(pm_prior)
+                and pm_prior >= 0):
+            raise QueryError(f"pm_prior must be a finite number >= 0 (mas/yr), got {pm_prior!r}")
         obs = None
         if observer is not None:
             obs = np.asarray(observer, float).reshape(3)
@@ -270,7 +281,7 @@ class Store:
                 raise QueryError(f"observer must be a finite barycentric position in AU, got {observer!r}")
         with self._reader.connect() as conn:
             stats = self._stats(conn, catalog)
-            return search(conn, stats, region, epoch=jy, observer=obs, columns=columns)
+            return search(conn, stats, region, epoch=jy, observer=obs, columns=columns, pm_prior=pm_prior)
 
 
 def connect(url: str | None = None) -> Store:
