@@ -1,0 +1,491 @@
+"""relative_align and absolute_align: stcal.tweakreg's API and defaults, one joint fit.
+
+Flow (both steps): correctors -> :mod:`.images` (sources on the common tangent plane, by group)
+-> offsets (2D histogram) and one-to-one matches (:mod:`.match`) -> links between groups and to
+the reference -> :func:`.fit.joint_fit` (every group's correction at once, sigma clipping) ->
+one re-match with the fitted corrections and a final fit -> checks (enough matches, correction
+within the search radius) -> ``corrector.set_correction`` for the groups that passed. A group
+that fails keeps its WCS untouched and its images' ``fit_info['status']`` says why.
+
+Relative: the reference group (the first with ``enforce_user_order``, else the one overlapping
+the most others) fixes the frame. Groups are matched in order of overlap with those already
+placed (against the reference group's sources, or all placed sources with ``expand_refcat``),
+then all corrections are refitted jointly with links to up to ``_NEIGHBOURS`` overlapping
+groups each.
+
+Absolute: every group is fitted against the reference catalog *and* its overlapping groups in
+one solution (stcal merges all images into one catalog, where a star seen in k images is k
+near-duplicates and the thinning keeps the lowest-y one: a bias growing with k).
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from . import refcat as refcats
+from .errors import AlignmentError, AlignmentWarning, ParameterError
+from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
+from .images import Group, load_images, make_groups, plane_for, project
+from .match import find_offset, match_pairs
+from .plane import TangentPlane
+from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
+
+log = logging.getLogger(__name__)
+
+_SQRT2 = math.sqrt(2.0)
+#: Overlapping groups each group is linked to in the joint relative fit (besides the reference).
+_NEIGHBOURS = 2
+
+
+# --- parameters -------------------------------------------------------------------------------
+
+def _check(name: str, value, ok: bool, expected: str):
+    if not ok:
+        raise ParameterError(f"{name} must be {expected}, got {value!r}")
+
+
+def _validate(prefix: str, searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma,
+              xoffset=0.0, yoffset=0.0) -> None:
+    def num(v):
+        return isinstance(v, (int, float, np.integer, np.floating)) and not isinstance(v, bool) and math.isfinite(v)
+
+    _check(prefix + "searchrad", searchrad, num(searchrad) and searchrad > 0, "a positive number (arcsec)")
+    _check(prefix + "tolerance", tolerance, num(tolerance) and tolerance > 0, "a positive number (arcsec)")
+    _check(prefix + "separation", separation, num(separation) and separation >= 0, "a number >= 0 (arcsec)")
+    _check("xoffset", xoffset, num(xoffset), "a finite number (arcsec)")
+    _check("yoffset", yoffset, num(yoffset), "a finite number (arcsec)")
+    if separation <= _SQRT2 * tolerance:
+        raise ParameterError(f"{prefix}separation ({separation} arcsec) must be larger than {prefix}tolerance "
+                             f"({tolerance} arcsec) by at least a factor of sqrt(2), to avoid source confusion")
+    _check(prefix + "minobj", minobj, isinstance(minobj, (int, np.integer)) and not isinstance(minobj, bool)
+           and minobj >= 1, "a positive integer")
+    _check(prefix + "fitgeometry", fitgeometry, fitgeometry in NPARAMS, f"one of {', '.join(NPARAMS)}")
+    _check(prefix + "nclip", nclip, isinstance(nclip, (int, np.integer)) and not isinstance(nclip, bool)
+           and nclip >= 0, "an integer >= 0")
+    _check(prefix + "sigma", sigma, num(sigma) and sigma > 0, "a positive number")
+
+
+# --- matching helpers ---------------------------------------------------------------------------
+
+def _in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> np.ndarray:
+    return np.all((xy >= lo - pad) & (xy <= hi + pad), axis=1)
+
+
+def _link(ga: int, a: Group, ia: np.ndarray, gb: int, pb: np.ndarray, wb: np.ndarray, ib: np.ndarray,
+          pa: np.ndarray) -> Links:
+    wa = a.weight[ia]
+    w = 1.0 / (1.0 / wa + 1.0 / wb)
+    return Links(np.full(len(ia), ga, np.intp), pa, np.full(len(ia), gb, np.intp), pb, w, ia, ib)
+
+
+def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float) -> Links:
+    """Links between two groups' sources, matched at their current corrections."""
+    pa, pb = ta.apply(a.xy), tb.apply(b.xy)
+    sa = np.nonzero(_in_box(pa, tb.apply(np.stack([b.lo, b.hi])).min(0), tb.apply(np.stack([b.lo, b.hi])).max(0),
+                            tolerance))[0]
+    sb = np.nonzero(_in_box(pb, pa[sa].min(0) if len(sa) else np.zeros(2),
+                            pa[sa].max(0) if len(sa) else np.zeros(2), tolerance))[0]
+    i, j = match_pairs(pa[sa], pb[sb], tolerance)
+    ia, ib = sa[i], sb[j]
+    return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
+
+
+def _large(t: GroupTransform, g: Group, limit: float) -> bool:
+    """True if the correction moves any corner of the group's footprint by more than ``limit``."""
+    c = g.corners if len(g.corners) else np.stack([g.lo, g.hi])
+    return bool(np.any(np.hypot(*(t.apply(c) - c).T) > limit))
+
+
+# --- results --------------------------------------------------------------------------------
+
+def _group_results(groups: list[Group], links: Links, fitted, status: dict[int, str], fitgeometry: str,
+                   step: str, plane: TangentPlane) -> dict[int, list[FitResult]]:
+    out: dict[int, list[FitResult]] = {}
+    for g in groups:
+        st = status.get(g.index, SUCCESS)
+        results = []
+        t = fitted.transforms.get(g.index) if fitted is not None and st == SUCCESS else None
+        sel_a = np.zeros(0, bool) if fitted is None else fitted.used & (links.ga == g.index)
+        sel_b = np.zeros(0, bool) if fitted is None else fitted.used & (links.gb == g.index)
+        norm = np.zeros(0) if fitted is None else np.hypot(*fitted.residuals.T)
+        for k, im in enumerate(g.images):
+            r = FitResult(name=im.name, group_id=im.group_id, status=st, fitgeometry=fitgeometry, step=step,
+                          plane_center=(plane.ra0, plane.dec0), center=tuple(g.center.tolist()))
+            if st.startswith("FAILED"):
+                r.message = st[len("FAILED: "):]
+            if t is not None or (st == STATUS_REFERENCE and fitted is not None):
+                mine_a = sel_a & (g.image[np.clip(links.ia, 0, len(g.image) - 1)] == k) if len(g.image) else sel_a
+                mine_b = sel_b & (g.image[np.clip(links.ib, 0, len(g.image) - 1)] == k) if len(g.image) else sel_b
+                both = mine_a | mine_b
+                r.nmatches = int(both.sum())
+                r.nref = int((mine_a & (links.gb == REFERENCE)).sum())
+                r.rmse = float(np.sqrt(np.mean(norm[both] ** 2))) if both.any() else float("nan")
+                r.mae = float(np.mean(norm[both])) if both.any() else float("nan")
+                r.matched_input_idx = np.concatenate([g.row[links.ia[mine_a]], g.row[links.ib[mine_b]]])
+                partner_rows = []
+                for sel, other_g, other_i in ((mine_a, links.gb, links.ib), (mine_b, links.ga, links.ia)):
+                    og, oi = other_g[sel], other_i[sel]
+                    rows = np.full(len(og), -1, np.intp)
+                    ref = og == REFERENCE
+                    rows[ref] = oi[ref]
+                    for gv in np.unique(og[~ref]):
+                        m = og == gv
+                        rows[m] = groups[gv].row[oi[m]]
+                    partner_rows.append(rows)
+                r.matched_ref_idx = np.concatenate(partner_rows)
+            if t is not None:
+                r.matrix, r.shift = t.matrix.copy(), t.shift.copy()
+                d = decompose(t.matrix)
+                r.rotation, r.scale, r.skew = d["rotation"], d["geomean_scale"], d["skew"]
+            results.append(r)
+        out[g.index] = results
+    return out
+
+
+def _apply(groups: list[Group], results: dict[int, list[FitResult]], plane: TangentPlane) -> list[FitResult]:
+    """Correct the WCS of every image of the successful groups; store results on each corrector."""
+    flat = []
+    ref_tp = plane.corrector()
+    for g in groups:
+        for im, r in zip(g.images, results[g.index]):
+            if r.status == SUCCESS:
+                im.corrector.set_correction(matrix=r.matrix, shift=r.shift, ref_tpwcs=ref_tp,
+                                            meta={"fit_info": r.fit_info(), "fit_result": r})
+            else:
+                im.corrector.meta["fit_info"] = r.fit_info()
+                im.corrector.meta["fit_result"] = r
+            flat.append((im.index, r))
+    return [r for _, r in sorted(flat, key=lambda p: p[0])]
+
+
+def _report_failures(results: list[FitResult], step: str) -> None:
+    failed = [r for r in results if not r.ok]
+    if not failed:
+        return
+    lines = "; ".join(f"{r.name}: {r.message}" for r in failed[:10])
+    if len(failed) == len(results) or all(r.status != SUCCESS for r in results):
+        raise AlignmentError(f"{step} alignment failed for every image, WCSs unchanged: {lines}", results)
+    warnings.warn(f"{step} alignment: {len(failed)} of {len(results)} image(s) not aligned (WCS unchanged): "
+                  f"{lines}", AlignmentWarning, stacklevel=3)
+
+
+# --- relative ---------------------------------------------------------------------------------
+
+def relative_align(correctors: list, searchrad: float = 2.0, separation: float = 1.0, use2dhist: bool = True,
+                   tolerance: float = 0.7, xoffset: float = 0.0, yoffset: float = 0.0,
+                   enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
+                   fitgeometry: str = "rshift", nclip: int = 3, sigma: float = 3.0,
+                   clip_accum: bool = False) -> list:
+    """Align images to each other (stcal.tweakreg.relative_align, same parameters and defaults).
+
+    Parameters
+    ----------
+    correctors : list of tweakwcs correctors
+        ``FITSWCSCorrector`` / ``JWSTWCSCorrector`` with ``meta['catalog']`` (Table or file of
+        0-based ``x``/``y`` or ``xcentroid``/``ycentroid``, optional ``weight``), optional
+        ``meta['group_id']`` (same id: one correction) and ``meta['name']``.
+    searchrad : float
+        Search radius (arcsec) of the 2D-histogram offset search.
+    separation : float
+        Sources closer than this (arcsec) to another of the same group are not used; must
+        exceed sqrt(2) * ``tolerance``.
+    use2dhist : bool
+        Find the initial offset with a 2D histogram (else use ``xoffset``/``yoffset``).
+    tolerance : float
+        Matching radius (arcsec) after the offset.
+    xoffset, yoffset : float
+        Initial offset guess (arcsec, east and north in the tangent plane): reference ~ image + offset.
+    enforce_user_order : bool
+        The first group is the reference and groups are aligned in the given order.
+    expand_refcat : bool
+        Match each group against the sources of every group already placed, not only the
+        reference group's.
+    minobj : int
+        Fewest matches a group needs.
+    fitgeometry : {'shift', 'rshift', 'rscale', 'general'}
+    nclip : int
+        Sigma-clipping rounds.
+    sigma : float
+        Clipping limit in units of the rmse.
+    clip_accum : bool
+        Clipped links stay clipped in later rounds.
+
+    Returns
+    -------
+    list
+        ``correctors``; each has ``meta['fit_info']`` (stcal's keys) and ``meta['fit_result']``
+        (:class:`~aligner.results.FitResult`); ``corrector.wcs`` is corrected where the status
+        is "SUCCESS".
+
+    Raises
+    ------
+    ParameterError
+        A parameter out of range (a ``ValueError``).
+    AlignmentError
+        Fewer than two groups with sources, or no group could be aligned.
+    """
+    _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
+    images = load_images(correctors)
+    plane = plane_for(images)
+    project(images, plane)
+    groups = make_groups(images, separation)
+    status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
+    live = [g for g in groups if g.index not in status]
+    if len(live) < 2:
+        res = _group_results(groups, Links.concat([]), None, {g.index: status.get(g.index, "FAILED: nothing to "
+                             "align it to (at least two images or groups with sources are needed)") for g in groups},
+                             fitgeometry, "relative", plane)
+        results = _apply(groups, res, plane)
+        raise AlignmentError("relative alignment needs at least two images (or groups) with non-empty "
+                             f"catalogs; got {len(live)}", results)
+
+    # Reference group and order.
+    if enforce_user_order:
+        ref = live[0]
+    else:
+        ref = max(live, key=lambda g: (sum(g.overlap(h) > 0 for h in live if h is not g), len(g.xy)))
+    status[ref.index] = STATUS_REFERENCE
+    transforms: dict[int, GroupTransform] = {ref.index: GroupTransform()}
+    placed = [ref]
+    pending = [g for g in live if g is not ref]
+    limit = 2.0 * ((searchrad if use2dhist else max(abs(xoffset), abs(yoffset))) + tolerance)
+    neighbours: dict[int, list[int]] = {}
+    while pending:
+        if enforce_user_order:
+            g = pending.pop(0)
+        else:
+            g = max(pending, key=lambda c: max(c.overlap(p, searchrad) for p in placed))
+            pending.remove(g)
+        pool = placed if expand_refcat else [ref]
+        near = [p for p in pool if g.overlap(p, searchrad) > 0]
+        if not near:
+            status[g.index] = "FAILED: no overlap with the reference" + (" or aligned images" if expand_refcat else
+                                                                         " image (try expand_refcat=True)")
+            continue
+        rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
+        rw = np.concatenate([p.weight for p in near])
+        rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
+        rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
+        box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
+        rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
+        guess = (xoffset, yoffset)
+        off = find_offset(g.xy, rxy, searchrad, tolerance, guess) if use2dhist else None
+        shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
+        i, j = match_pairs(g.xy + shift, rxy, tolerance)
+        if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
+            status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
+            continue
+        first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
+                      1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
+        f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
+        t = f.transforms[g.index]
+        if _large(t, g, limit):
+            status[g.index] = (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
+                               "probably mismatched sources")
+            continue
+        transforms[g.index] = t
+        # Links to the groups it overlaps most (placed ones), for the joint fit.
+        counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
+        neighbours[g.index] = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS]
+                               if counts[k] > 0]
+        placed.append(g)
+
+    free = [g.index for g in placed if g is not ref]
+    fitted = None
+    links = Links.concat([])
+    for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
+        parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], tolerance)
+                 for a in free for b in neighbours[a]]
+        links = Links.concat(parts)
+        fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
+                           clip_accum, minobj)
+        transforms.update(fitted.transforms)
+    for a in free:
+        n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+        if n < max(minobj, MIN_POINTS[fitgeometry]):
+            status[a] = f"FAILED: not enough matches ({n} < minobj {minobj}) after the joint fit"
+        elif _large(fitted.transforms[a], groups[a], limit):
+            status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance))"
+    res = _group_results(groups, links, fitted, status, fitgeometry, "relative", plane)
+    results = _apply(groups, res, plane)
+    _report_failures(results, "relative")
+    return correctors
+
+
+# --- absolute ---------------------------------------------------------------------------------
+
+def _epoch(epoch, correctors) -> float | None:
+    from astrodb.epoch import to_julian_year
+
+    if epoch is None or epoch == "":
+        found = [c.meta.get("epoch") for c in correctors if c.meta.get("epoch") is not None]
+        if not found:
+            return None
+        epoch = float(np.mean([to_julian_year(e) for e in found]))
+    try:
+        return float(to_julian_year(epoch))
+    except (ValueError, TypeError):
+        raise ParameterError(f"epoch must be a Julian year (2024.5), 'J2024.5', an ISO time or an astropy Time, "
+                             f"got {epoch!r}") from None
+
+
+def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None, epoch=None,
+                   save_abs_catalog: bool = False, abs_catalog_output_dir: str | None = None,
+                   abs_searchrad: float = 6.0, abs_separation: float = 1.0, abs_use2dhist: bool = True,
+                   abs_tolerance: float = 0.7, abs_minobj: int = 15, abs_fitgeometry: str = "rshift",
+                   abs_nclip: int = 3, abs_sigma: float = 3.0, clip_accum: bool = False, store=None, *,
+                   observer=None, centroid_error: float = refcats.DEFAULT_CENTROID_ERROR_MAS,
+                   timeout: float | None = None) -> list:
+    """Align images to an absolute reference catalog (stcal.tweakreg.absolute_align's parameters).
+
+    Parameters
+    ----------
+    correctors : list of tweakwcs correctors
+        As for :func:`relative_align`.
+    abs_refcat : str, path or Table
+        'GAIADR1', 'GAIADR2', 'GAIADR3' (also 'GAIAREFCAT', 'GAIADR3_S3': DR3) from the local
+        store; a file any ``Table.read`` format reads with RA/DEC (deg) and optional weight; a
+        Table; None or '' for no absolute step (the correctors are returned unchanged).
+    ref_wcs, ref_wcsinfo
+        Accepted for stcal compatibility; the query region comes from all correctors' footprints.
+    epoch : float, str or astropy.time.Time, optional
+        Observation time: store references are moved to it (space motion) and the annual
+        parallax seen from the Earth's barycentric position then is added. None: the mean of
+        the correctors' ``meta['epoch']``, else the catalog's epoch (with a warning).
+    save_abs_catalog, abs_catalog_output_dir
+        Write the reference catalog used as ``fit_<name>_ref.ecsv`` in that directory (default:
+        the current one).
+    abs_searchrad, abs_separation, abs_use2dhist, abs_tolerance, abs_minobj, abs_fitgeometry,
+    abs_nclip, abs_sigma, clip_accum
+        As the relative parameters (arcsec).
+    store : astrodb.Store or URL, optional
+        Where the Gaia releases are (default: ``astrodb.connect()``).
+    observer : array-like (3,), optional
+        Observer's barycentric position (AU) instead of the Earth's (e.g. a spacecraft at L2).
+    centroid_error : float
+        Typical centroid error (mas) of the image sources: a store reference star with position
+        error sigma at the epoch weighs ``1 / (1 + (sigma / centroid_error)^2)``.
+    timeout
+        Accepted for stcal compatibility (the store is local).
+
+    Returns
+    -------
+    list
+        ``correctors``, corrected and annotated as by :func:`relative_align`.
+    """
+    if abs_refcat is None or (isinstance(abs_refcat, str) and not abs_refcat.strip()):
+        log.info("abs_refcat is empty: no absolute alignment")
+        return correctors
+    _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
+              abs_sigma)
+    jy = _epoch(epoch, correctors)
+    images = load_images(correctors)
+    plane = plane_for(images)
+    project(images, plane)
+    groups = make_groups(images, abs_separation)
+
+    # One cone over the combined footprint, padded by the search radius.
+    corners = np.concatenate([np.stack([im.corners_ra, im.corners_dec], -1) for im in images
+                              if len(im.corners_ra)] + [np.stack([im.ra, im.dec], -1) for im in images])
+    from astrodb.query.regions import separation_deg
+    radius = float(np.max(separation_deg(plane.ra0, plane.dec0, corners[:, 0], corners[:, 1]))) \
+        + abs_searchrad / 3600.0
+    observer_pos = None
+    if refcats.is_store_name(abs_refcat):
+        if jy is None:
+            warnings.warn("absolute_align: no epoch given (epoch= or meta['epoch']): reference positions are "
+                          "at the catalog's epoch, not the observation's", AlignmentWarning, stacklevel=2)
+        elif observer is None:
+            from astrodb.epoch import earth_barycentric_position
+            observer_pos = earth_barycentric_position(jy)
+        if observer is not None:
+            observer_pos = np.asarray(observer, float).reshape(3)
+    ref = refcats.resolve(abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
+                          observer=observer_pos, store=store, centroid_error_mas=centroid_error)
+    rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
+    live = [g for g in groups if len(g.xy)]
+    near = np.zeros(len(rxy), bool)
+    for g in live:
+        near |= _in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
+    near &= np.all(np.isfinite(rxy), axis=1)
+    ridx = np.nonzero(near)[0]
+    if save_abs_catalog:
+        out = Path(abs_catalog_output_dir or ".")
+        out.mkdir(parents=True, exist_ok=True)
+        label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
+        ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
+    from .match import isolated
+    keep = isolated(rxy[ridx], abs_separation)
+    ridx = ridx[keep]
+    rpos, rw = rxy[ridx], ref.weight[ridx]
+
+    status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
+    if len(ridx) < abs_minobj:
+        for g in live:
+            status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
+                               f"in {ref.source} over the images")
+    limit = 2.0 * (abs_searchrad + abs_tolerance)
+    transforms = {g.index: GroupTransform() for g in groups}
+    offsets: dict[int, np.ndarray] = {}
+    if len(ridx) >= abs_minobj and live:
+        common = np.zeros(2)
+        if abs_use2dhist:
+            allxy = np.concatenate([g.xy for g in live])
+            off = find_offset(allxy, rpos, abs_searchrad, abs_tolerance)
+            if off.significant:
+                common = np.array([off.dx, off.dy])
+        for g in live:
+            o = common
+            if abs_use2dhist:
+                own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
+                if own.significant:
+                    o = np.array([own.dx, own.dy])
+            offsets[g.index] = o
+            transforms[g.index] = GroupTransform(np.eye(2), o.copy())
+    free = [g.index for g in live if g.index not in status]
+    fitted = None
+    links = Links.concat([])
+    nbrs = {g.index: [h.index for h in sorted((h for h in live if h is not g and h.index in free
+                                               and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
+            for g in live}
+    for _ in range(2):
+        if not free:
+            break
+        parts = []
+        for a in free:
+            g = groups[a]
+            pa = transforms[a].apply(g.xy)
+            i, j = match_pairs(pa, rpos, abs_tolerance)
+            parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
+        parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], abs_tolerance)
+                  for a in free for b in nbrs[a] if b > a]
+        links = Links.concat(parts)
+        nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
+        if sum(nref.values()) < abs_minobj:
+            for a in free:
+                status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
+            free, fitted = [], None
+            break
+        fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
+                           abs_sigma, clip_accum, abs_minobj)
+        transforms.update(fitted.transforms)
+    if fitted is not None:
+        for a in free:
+            n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+            if n < max(abs_minobj, MIN_POINTS[abs_fitgeometry]):
+                status[a] = f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj})"
+            elif _large(fitted.transforms[a], groups[a], limit):
+                status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (abs_searchrad + abs_tolerance))"
+    res = _group_results(groups, links, fitted, status, abs_fitgeometry, "absolute", plane)
+    for rs in res.values():
+        for r in rs:
+            r.reference = {"source": ref.source, "query": ref.query, "rows": int(len(ridx)),
+                           "sha256": ref.checksum()}
+    results = _apply(groups, res, plane)
+    _report_failures(results, "absolute")
+    return correctors

@@ -1,0 +1,267 @@
+"""Least-squares fit of one linear correction per group of images, all groups at once.
+
+Every matched pair of sources is a *link* between two groups (or a group and the reference
+catalog, index ``REFERENCE``): its residual is ``T_a(p_a) - T_b(p_b)``, each ``T`` a correction
+``p -> M (p - c) + c + t`` about the group's centre ``c`` in the common tangent plane (arcsec).
+Minimizing the weighted sum of squared residuals over every link fits each group against the
+reference *and* against the groups it overlaps, so a star seen in k images counts k times with
+its own measurements and nothing is averaged or thinned away: no duplicate bias, and the error
+does not grow with the number of images (the idea of SCAMP's global solution, Bertin 2006,
+ASP Conf. Ser. 351, 112). With no reference links, groups in ``fixed`` carry the frame.
+
+Geometries (tweakwcs/stcal names): ``shift`` (t), ``rshift`` (rotation + t, scale 1),
+``rscale`` (rotation + one scale + t), ``general`` (full 2x2 matrix + t). ``rshift`` is
+non-linear in the angle and solved by Gauss-Newton; the others converge in one step.
+
+Clipping (``nclip`` rounds): links with ``|r| > sigma * rmse`` are dropped; with
+``clip_accum`` a dropped link stays dropped, else every round starts from all links (as
+tweakwcs). Clipping stops early rather than leave a group with fewer than ``minobj`` links.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+REFERENCE = -1
+#: Parameters per group, and the fewest links that determine them.
+NPARAMS = {"shift": 2, "rshift": 3, "rscale": 4, "general": 6}
+MIN_POINTS = {"shift": 1, "rshift": 2, "rscale": 2, "general": 3}
+
+
+@dataclass
+class Links:
+    """Matched pairs: group ``ga`` position ``pa`` is the same star as group ``gb`` position ``pb``.
+
+    ``ia``/``ib`` are the rows in each side's catalog (for reporting); ``w`` the weights.
+    """
+
+    ga: np.ndarray
+    pa: np.ndarray
+    gb: np.ndarray
+    pb: np.ndarray
+    w: np.ndarray
+    ia: np.ndarray
+    ib: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.ga)
+
+    @classmethod
+    def concat(cls, parts: list[Links]) -> Links:
+        if not parts:
+            e = np.empty(0, np.intp)
+            return cls(e, np.empty((0, 2)), e, np.empty((0, 2)), np.empty(0), e, e)
+        return cls(*(np.concatenate([getattr(p, f) for p in parts]) for f in
+                     ("ga", "pa", "gb", "pb", "w", "ia", "ib")))
+
+
+@dataclass
+class GroupTransform:
+    """``p -> matrix @ p + shift`` in the tangent plane (arcsec)."""
+
+    matrix: np.ndarray = field(default_factory=lambda: np.eye(2))
+    shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        return p @ self.matrix.T + self.shift
+
+
+@dataclass
+class JointFit:
+    """Result of :func:`joint_fit`."""
+
+    transforms: dict[int, GroupTransform]
+    used: np.ndarray               # links kept after clipping
+    residuals: np.ndarray          # (n, 2) arcsec, every link, at the final solution
+    rmse: float                    # arcsec, over the used links (weighted)
+    iterations: int
+
+
+def _matrix(fitgeom: str, p: np.ndarray) -> np.ndarray:
+    """(G, 2, 2) matrices from (G, k) parameters."""
+    g = len(p)
+    if fitgeom == "shift":
+        return np.broadcast_to(np.eye(2), (g, 2, 2)).copy()
+    if fitgeom == "rshift":
+        c, s = np.cos(p[:, 0]), np.sin(p[:, 0])
+        return np.stack([np.stack([c, -s], -1), np.stack([s, c], -1)], -2)
+    if fitgeom == "rscale":
+        a, b = p[:, 0], p[:, 1]
+        return np.stack([np.stack([a, -b], -1), np.stack([b, a], -1)], -2)
+    return p[:, :4].reshape(g, 2, 2).copy()
+
+
+def _initial(fitgeom: str, g: int) -> np.ndarray:
+    p = np.zeros((g, NPARAMS[fitgeom]))
+    if fitgeom == "rscale":
+        p[:, 0] = 1.0
+    elif fitgeom == "general":
+        p[:, 0] = p[:, 3] = 1.0
+    return p
+
+
+def _jacobian(fitgeom: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """(n, 2, k) derivatives of ``M (q) + t`` with respect to the group's parameters."""
+    n = len(q)
+    k = NPARAMS[fitgeom]
+    j = np.zeros((n, 2, k))
+    j[:, 0, k - 2] = j[:, 1, k - 1] = 1.0
+    qx, qy = q[:, 0], q[:, 1]
+    if fitgeom == "rshift":
+        c, s = np.cos(p[:, 0]), np.sin(p[:, 0])
+        j[:, 0, 0] = -s * qx - c * qy
+        j[:, 1, 0] = c * qx - s * qy
+    elif fitgeom == "rscale":
+        j[:, 0, 0], j[:, 1, 0] = qx, qy
+        j[:, 0, 1], j[:, 1, 1] = -qy, qx
+    elif fitgeom == "general":
+        j[:, 0, 0], j[:, 0, 1] = qx, qy
+        j[:, 1, 2], j[:, 1, 3] = qx, qy
+    return j
+
+
+class _Model:
+    """Parameters of the free groups and the evaluation of every link under them."""
+
+    def __init__(self, fitgeom: str, free: list[int], centers: dict[int, np.ndarray]) -> None:
+        self.fitgeom, self.free = fitgeom, list(free)
+        self.index = {g: i for i, g in enumerate(self.free)}
+        self.k = NPARAMS[fitgeom]
+        self.params = _initial(fitgeom, len(self.free))
+        self.centers = centers
+
+    def _side(self, g: np.ndarray, p: np.ndarray):
+        """Transformed positions, Jacobians and parameter-row indices (-1: fixed) of one side."""
+        top = int(max(g.max(initial=0), max(self.index, default=0), max(self.centers, default=0))) + 2
+        lut = np.full(top, -1, np.intp)
+        cen = np.zeros((top, 2))
+        for gv, i in self.index.items():
+            lut[gv + 1] = i
+        for gv, c in self.centers.items():
+            cen[gv + 1] = c
+        row, c = lut[g + 1], cen[g + 1]
+        q = p - c
+        out = p.copy()
+        jac = np.zeros((len(g), 2, self.k))
+        free = row >= 0
+        if free.any():
+            prm = self.params[row[free]]
+            m = _matrix(self.fitgeom, prm)
+            out[free] = np.einsum("nij,nj->ni", m, q[free]) + c[free] + prm[:, -2:]
+            jac[free] = _jacobian(self.fitgeom, prm, q[free])
+        return out, jac, row
+
+    def evaluate(self, links: Links):
+        ta, ja, ra = self._side(links.ga, links.pa)
+        tb, jb, rb = self._side(links.gb, links.pb)
+        return ta - tb, ja, ra, jb, rb
+
+    def transforms(self) -> dict[int, GroupTransform]:
+        out = {}
+        m = _matrix(self.fitgeom, self.params)
+        for g, i in self.index.items():
+            c = self.centers.get(g, np.zeros(2))
+            out[g] = GroupTransform(m[i], c + self.params[i, -2:] - m[i] @ c)
+        return out
+
+
+def _solve_step(model: _Model, links: Links, use: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """One Gauss-Newton step over the used links; returns (step, residuals of all links)."""
+    r, ja, ra, jb, rb = model.evaluate(links)
+    k, nf = model.k, len(model.free)
+    normal = np.zeros((nf * k, nf * k))
+    grad = np.zeros(nf * k)
+    w = np.where(use, links.w, 0.0)
+    for rows, jac, sign in ((ra, ja, 1.0), (rb, jb, -1.0)):
+        sel = rows >= 0
+        wj = jac[sel] * w[sel, None, None]
+        np.add.at(grad.reshape(nf, k), rows[sel], sign * np.einsum("nik,ni->nk", wj, r[sel]))
+        blocks = np.einsum("nik,nil->nkl", wj, jac[sel])
+        diag = np.zeros((nf, k, k))
+        np.add.at(diag, rows[sel], blocks)
+        for f in range(nf):
+            normal[f * k:(f + 1) * k, f * k:(f + 1) * k] += diag[f]
+    both = (ra >= 0) & (rb >= 0)
+    if both.any():
+        cross = np.einsum("nik,nil->nkl", ja[both] * w[both, None, None], jb[both])
+        code = ra[both] * nf + rb[both]
+        uniq, inv = np.unique(code, return_inverse=True)
+        acc = np.zeros((len(uniq), k, k))
+        np.add.at(acc, inv, cross)
+        for c, blk in zip(uniq.tolist(), acc):
+            a, b = divmod(c, nf)
+            normal[a * k:(a + 1) * k, b * k:(b + 1) * k] -= blk
+            normal[b * k:(b + 1) * k, a * k:(a + 1) * k] -= blk.T
+    step = np.linalg.lstsq(normal, -grad, rcond=None)[0]
+    return step.reshape(nf, k), r
+
+
+def _links_per_group(links: Links, use: np.ndarray, free: list[int]) -> dict[int, int]:
+    return {g: int(np.count_nonzero(use & ((links.ga == g) | (links.gb == g)))) for g in free}
+
+
+def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fitgeom: str = "rshift",
+              nclip: int = 3, sigma: float = 3.0, clip_accum: bool = False, minobj: int = 1) -> JointFit:
+    """Fit one correction per group in ``free`` from ``links``; other groups stay fixed.
+
+    Parameters
+    ----------
+    links : Links
+        Matched pairs (arcsec positions in the common plane, weights).
+    free : list of int
+        Groups whose corrections are fitted; ``REFERENCE`` and groups not listed are fixed.
+    centers : dict
+        Each free group's centre (arcsec): the rotation/scale pivot (numerical conditioning).
+    fitgeom, nclip, sigma, clip_accum, minobj
+        See the module docstring.
+    """
+    if fitgeom not in NPARAMS:
+        raise ValueError(f"fitgeometry must be one of {', '.join(NPARAMS)}, got {fitgeom!r}")
+    model = _Model(fitgeom, free, centers)
+    all_links = np.ones(len(links), bool)
+    use = all_links.copy()
+    iterations = 0
+
+    def solve(use):
+        nonlocal iterations
+        model.params = _initial(fitgeom, len(free))
+        r = None
+        for _ in range(20):
+            step, r = _solve_step(model, links, use)
+            model.params += step
+            iterations += 1
+            scale = np.abs(step[:, -2:]).max(initial=0.0)
+            if scale < 1e-9 and (fitgeom != "rshift" or np.abs(step[:, 0]).max(initial=0.0) < 1e-14):
+                break
+        return model.evaluate(links)[0]
+
+    r = solve(use)
+    for _ in range(nclip):
+        norm = np.hypot(r[:, 0], r[:, 1])
+        ww = links.w[use]
+        rmse = float(np.sqrt(np.sum(ww * norm[use] ** 2) / np.sum(ww))) if use.any() else 0.0
+        base = use if clip_accum else all_links
+        new = base & (norm <= sigma * rmse)
+        counts = _links_per_group(links, new, free)
+        if new.sum() == use.sum() and np.array_equal(new, use):
+            break
+        if min(counts.values(), default=minobj) < minobj:
+            break
+        use = new
+        r = solve(use)
+    norm = np.hypot(r[:, 0], r[:, 1])
+    rmse = float(np.sqrt(np.sum(links.w[use] * norm[use] ** 2) / np.sum(links.w[use]))) if use.any() else float("nan")
+    return JointFit(model.transforms(), use, r, rmse, iterations)
+
+
+def decompose(matrix: np.ndarray) -> dict[str, float]:
+    """Rotation (deg), scales and skew (deg) of a 2x2 correction matrix, tweakwcs-style."""
+    m = np.asarray(matrix, float)
+    sx, sy = float(np.hypot(m[0, 0], m[1, 0])), float(np.hypot(m[0, 1], m[1, 1]))
+    rotx = float(np.degrees(np.arctan2(m[1, 0], m[0, 0])))
+    roty = float(np.degrees(np.arctan2(-m[0, 1], m[1, 1])))
+    det = float(np.linalg.det(m))
+    return {"rot": (rotx, roty), "proper_rot": (rotx + roty) / 2.0, "rotation": (rotx + roty) / 2.0,
+            "scale": (sx, sy), "geomean_scale": float(np.sqrt(abs(det))), "skew": roty - rotx,
+            "proper": det > 0}

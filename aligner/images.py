@@ -1,0 +1,139 @@
+"""Images and groups as the aligner sees them: sources in the common tangent plane.
+
+One job: turn the caller's tweakwcs correctors (WCS + meta catalog + group_id) into numpy
+arrays — each image's valid sources (bounding-box filtered, world positions through the
+current WCS, projected on the plane) and its footprint — and gather them by group_id.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .catalogs import filter_catalog_by_bounding_box, image_sources, read_table
+from .errors import CatalogError
+from .match import isolated
+from .plane import TangentPlane
+
+
+@dataclass
+class Image:
+    """One corrector's sources (rows of its catalog) and footprint."""
+
+    index: int
+    corrector: object
+    name: str
+    group_id: object
+    rows: np.ndarray          # rows of the catalog used
+    ra: np.ndarray
+    dec: np.ndarray
+    weight: np.ndarray
+    corners_ra: np.ndarray    # footprint corners (deg)
+    corners_dec: np.ndarray
+    xy: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # plane arcsec
+    corners: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+
+
+@dataclass
+class Group:
+    """Images sharing a group_id: one correction for all of them."""
+
+    index: int
+    group_id: object
+    images: list[Image]
+    xy: np.ndarray            # (n, 2) plane positions of the group's isolated sources
+    weight: np.ndarray
+    image: np.ndarray         # which image (index into ``images``) each source comes from
+    row: np.ndarray           # the source's row in that image's catalog
+    lo: np.ndarray            # bounding box of the footprints in the plane (arcsec)
+    hi: np.ndarray
+
+    @property
+    def center(self) -> np.ndarray:
+        return (self.lo + self.hi) / 2.0
+
+    @property
+    def corners(self) -> np.ndarray:
+        return np.concatenate([im.corners for im in self.images])
+
+    def overlap(self, other: Group, pad: float = 0.0) -> float:
+        """Area (arcsec^2) of the intersection of the two bounding boxes."""
+        d = np.minimum(self.hi, other.hi) + pad - np.maximum(self.lo, other.lo)
+        return float(np.prod(np.clip(d, 0.0, None)))
+
+
+def _bbox(corrector):
+    try:
+        return corrector.bounding_box
+    except Exception:  # a WCS without shape: no filtering, as stcal
+        return None
+
+
+def _corners(corrector, catalog_xy) -> tuple[np.ndarray, np.ndarray]:
+    bb = _bbox(corrector)
+    if bb is not None:
+        (x0, x1), (y0, y1) = bb
+    elif len(catalog_xy[0]):
+        x0, x1 = np.nanmin(catalog_xy[0]), np.nanmax(catalog_xy[0])
+        y0, y1 = np.nanmin(catalog_xy[1]), np.nanmax(catalog_xy[1])
+    else:
+        return np.empty(0), np.empty(0)
+    ra, dec = corrector.det_to_world(np.array([x0, x1, x1, x0], float), np.array([y0, y0, y1, y1], float))
+    return np.asarray(ra, float), np.asarray(dec, float)
+
+
+def load_images(correctors) -> list[Image]:
+    """Read every corrector's catalog and compute its sources' world positions."""
+    images = []
+    for i, c in enumerate(correctors):
+        meta = getattr(c, "meta", None)
+        if meta is None or "catalog" not in meta:
+            raise CatalogError(f"corrector {i} has no meta['catalog'] (a Table of x/y sources)")
+        name = str(meta.get("name") or f"image {i}")
+        cat = read_table(meta["catalog"], f"catalog of {name}")
+        cat = filter_catalog_by_bounding_box(cat, _bbox(c))
+        x, y, w = image_sources(cat, f"catalog of {name}")
+        ok = np.isfinite(x) & np.isfinite(y)
+        rows = np.nonzero(ok)[0]
+        ra, dec = c.det_to_world(x[ok], y[ok]) if ok.any() else (np.empty(0), np.empty(0))
+        ra, dec = np.asarray(ra, float), np.asarray(dec, float)
+        good = np.isfinite(ra) & np.isfinite(dec)
+        cra, cdec = _corners(c, (x[ok], y[ok]))
+        images.append(Image(i, c, name, meta.get("group_id"), rows[good], ra[good], dec[good], w[ok][good],
+                            cra, cdec))
+    return images
+
+
+def plane_for(images: list[Image]) -> TangentPlane:
+    ra = np.concatenate([np.concatenate([im.corners_ra, im.ra[:1]]) for im in images])
+    dec = np.concatenate([np.concatenate([im.corners_dec, im.dec[:1]]) for im in images])
+    if len(ra) == 0:
+        raise CatalogError("no image has a footprint or a source: nothing to align")
+    return TangentPlane.around(ra, dec)
+
+
+def project(images: list[Image], plane: TangentPlane) -> None:
+    for im in images:
+        im.xy = np.stack(plane.to_plane(im.ra, im.dec), axis=-1) if len(im.ra) else np.empty((0, 2))
+        im.corners = (np.stack(plane.to_plane(im.corners_ra, im.corners_dec), axis=-1)
+                      if len(im.corners_ra) else im.xy[:0])
+
+
+def make_groups(images: list[Image], separation: float, *, one_group: bool = False) -> list[Group]:
+    """Gather images by group_id (None: an image alone), in order of first appearance, and keep
+    each group's sources that have no neighbour closer than ``separation``."""
+    order: dict = {}
+    for im in images:
+        key = ("all",) if one_group else (("image", im.index) if im.group_id is None else ("id", im.group_id))
+        order.setdefault(key, []).append(im)
+    groups = []
+    for gi, members in enumerate(order.values()):
+        xy = np.concatenate([m.xy for m in members]) if members else np.empty((0, 2))
+        w = np.concatenate([m.weight for m in members])
+        img = np.concatenate([np.full(len(m.xy), k) for k, m in enumerate(members)]).astype(np.intp)
+        row = np.concatenate([m.rows for m in members]).astype(np.intp)
+        keep = isolated(xy, separation)
+        pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
+        lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
+        groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi))
+    return groups
