@@ -34,6 +34,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 GAIA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gaia"
 
@@ -578,3 +579,110 @@ def write_md5sum(directory, names=None) -> Path:
     out = directory / "_MD5SUM.txt"
     out.write_text("".join(f"{file_md5(directory / name)}  {name}\n" for name in names))
     return out
+
+
+# --- HATS catalogs -------------------------------------------------------------------------------
+
+#: Parquet type of each gaia_source datatype code.
+ARROW_TYPES = {"f4": pa.float32(), "f8": pa.float64(), "i2": pa.int16(), "i8": pa.int64(), "?": pa.bool_(),
+               "S": pa.string()}
+
+
+def typed_rows(release: str, rows: pa.Table) -> pa.Table:
+    """:func:`gaia_rows`' text cells in the archive's types (float32 errors, int16 counts, ...), as
+    a HATS catalog stores them."""
+    return pa.table({name: rows[name].cast(ARROW_TYPES[column_type(release, name)]) for name in rows.column_names})
+
+
+class HatsCatalog:
+    """What :func:`write_hats_catalog` wrote."""
+
+    def __init__(self, path: Path, rows: pa.Table, partitions: list[tuple[int, int]], files: list[Path]) -> None:
+        self.path = path                  # the catalog directory
+        self.rows = rows                  # every row, typed, ``_healpix_29`` first, by partition then pixel
+        self.partitions = partitions      # (Norder, Npix), sorted
+        self.files = files                # the partition files, in hats_partitions' order
+
+    def expected(self, name: str) -> np.ndarray:
+        """A column's values as the reader gives them (float64, NaN = null; int64 source_id)."""
+        col = self.rows[name]
+        if name.lower() == "source_id":
+            return col.to_numpy().astype(np.int64)
+        return col.cast(pa.float64()).to_numpy(zero_copy_only=False)
+
+
+def write_hats_catalog(directory, release: str = "dr3", n: int = 1000, seed: int = 0, order: int = 6, *,
+                       max_rows: int | None = None, real: bool = True, rows: pa.Table | None = None,
+                       obs_collection: str | None = "default", properties_name: str = "hats.properties",
+                       npix_dirs: int = 0, info_dir_column: bool = False, upper_case: bool = False) -> HatsCatalog:
+    """Write a HATS catalog of ``n`` Gaia rows (from :func:`gaia_rows`, in the archive's types) in
+    ``directory``, as hats-import lays it out::
+
+        hats.properties                 obs_collection=gaia_<release>, hats_col_ra=ra, hats_nrows ...
+        partition_info.csv              Norder,Npix (and Dir with ``info_dir_column``)
+        dataset/_common_metadata        the Parquet schema
+        dataset/Norder=K/Dir=D/Npix=N.parquet    D = N // 10000 * 10000
+
+    Rows go to the partition of their order-``order`` nested HEALPix pixel; a partition with more
+    than ``max_rows`` rows is split into its order+1 children (repeatedly), so orders mix. Each
+    file is sorted by ``_healpix_29`` (the order-29 nested pixel, :func:`astrodb.query.healpix.hpx29`,
+    the first column). The first ``npix_dirs`` partitions with 2+ rows are written the newer way, as
+    a directory ``Npix=N/`` of two Parquet files. ``obs_collection=None`` leaves the release out of
+    the properties; ``upper_case`` writes the column names in capitals.
+    """
+    from astrodb.query.healpix import hpx29
+
+    directory = Path(directory)
+    table = typed_rows(release, rows if rows is not None else gaia_rows(release, n, seed, real=real))
+    pix = hpx29(table["ra"].to_numpy(), table["dec"].to_numpy())
+    table = table.add_column(0, "_healpix_29", pa.array(pix, pa.int64()))
+    if upper_case:
+        table = table.rename_columns([c if c.startswith("_") else c.upper() for c in table.column_names])
+
+    def parent(k: int) -> np.ndarray:
+        return pix >> (2 * (29 - k))
+
+    parts: dict[tuple[int, int], np.ndarray] = {}
+    todo = [(order, int(p)) for p in np.unique(parent(order))]
+    while todo:
+        k, p = todo.pop()
+        members = np.nonzero(parent(k) == p)[0]
+        if max_rows is not None and len(members) > max_rows and k < 29:
+            todo += [(k + 1, int(c)) for c in np.unique(parent(k + 1)[members])]
+        else:
+            parts[(k, p)] = members
+    dataset = directory / "dataset"
+    dataset.mkdir(parents=True, exist_ok=True)
+    pieces, files, dirs_left = [], [], npix_dirs
+    for k, p in sorted(parts):
+        members = parts[(k, p)]
+        piece = table.take(pa.array(members[np.argsort(pix[members], kind="stable")]))
+        pieces.append(piece)
+        where = dataset / f"Norder={k}" / f"Dir={p // 10000 * 10000}"
+        where.mkdir(parents=True, exist_ok=True)
+        if dirs_left and piece.num_rows >= 2:
+            dirs_left -= 1
+            sub = where / f"Npix={p}"
+            sub.mkdir(exist_ok=True)
+            half = piece.num_rows // 2
+            for i, chunk in enumerate((piece.slice(0, half), piece.slice(half))):
+                pq.write_table(chunk, sub / f"part{i}.parquet")
+                files.append(sub / f"part{i}.parquet")
+        else:
+            pq.write_table(piece, where / f"Npix={p}.parquet")
+            files.append(where / f"Npix={p}.parquet")
+    pq.write_metadata(table.schema, dataset / "_common_metadata")
+    partitions = sorted(parts)
+    info = "Norder,Npix,Dir\n" if info_dir_column else "Norder,Npix\n"
+    info += "".join(f"{k},{p},{p // 10000 * 10000}\n" if info_dir_column else f"{k},{p}\n" for k, p in partitions)
+    (directory / "partition_info.csv").write_text(info)
+    collection = f"gaia_{release}" if obs_collection == "default" else obs_collection
+    props = [f"obs_collection={collection}" if collection else "obs_collection=stars",
+             "dataproduct_type=object", f"hats_nrows={table.num_rows}", "hats_col_ra=ra", "hats_col_dec=dec",
+             f"hats_max_rows={max_rows or table.num_rows}", f"hats_order={max(k for k, _ in partitions)}",
+             "hats_builder=astrodb tests", "hats_creation_date=2025-01-01T00\\:00UTC", "hats_version=v0.1",
+             "obs_regime=Optical"]
+    if collection:
+        props.append(f"obs_title=Gaia {release.upper()} gaia_source (test)")
+    (directory / properties_name).write_text("#HATS catalog\n" + "\n".join(props) + "\n")
+    return HatsCatalog(directory, pa.concat_tables(pieces), partitions, files)

@@ -53,11 +53,14 @@ def _parser() -> argparse.ArgumentParser:
     cat.add_argument("--format", help="astropy Table.read format when the extension does not tell")
     cat.add_argument("--description")
 
-    gaia = ing_sub.add_parser("gaia", help="Gaia archive bulk partition files",
+    gaia = ing_sub.add_parser("gaia", help="Gaia archive bulk partition files or HATS catalogs",
                               description="Load Gaia DR1/DR2/EDR3/DR3 bulk partition files (GaiaSource_*.csv.gz; "
-                              "files, directories or globs). Each file is one transaction; a rerun skips "
-                              "what is loaded; a bad file fails alone (exit status 3).")
-    gaia.add_argument("paths", nargs="+", metavar="PATH")
+                              "files, directories or globs) or HATS catalogs of Gaia rows (a directory or "
+                              "fsspec URL, e.g. s3://..., holding hats.properties and partition_info.csv). "
+                              "Each file is one transaction; a rerun skips what is loaded; a bad file fails "
+                              "alone (exit status 3).")
+    gaia.add_argument("paths", nargs="+", metavar="PATH",
+                      help="file, directory, glob, or HATS catalog directory/URL")
     gaia.add_argument("--release", choices=("dr1", "dr2", "edr3", "dr3"), help="default: from the files")
     gaia.add_argument("--catalog", help="catalog name (default gaia_<release>)")
     gaia.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),

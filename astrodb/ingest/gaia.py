@@ -1,14 +1,20 @@
-"""Ingest Gaia DR1/DR2/EDR3/DR3 bulk partition files: each file in its own transaction,
-recorded with its sha256, so a run can be stopped at any moment (even kill -9) and restarted,
-and every file ends up loaded exactly once; a bad file fails alone.
+"""Ingest Gaia DR1/DR2/EDR3/DR3 bulk partition files and HATS catalogs of Gaia rows: each file
+(a CSV partition, or a HATS partition's Parquet file) in its own transaction, recorded with its
+sha256, so a run can be stopped at any moment (even kill -9) and restarted, and every file ends
+up loaded exactly once; a bad file fails alone.
 
-Reading (gunzip + CSV parse, :mod:`astrodb.ingest.gaia_reader`) is the bottleneck, not the
-database, so with ``jobs > 1`` files are read and prepared in worker processes while the main
-process loads the previous ones.
+A HATS catalog (:mod:`astrodb.ingest.hats_reader`) is named by its directory, a local path or an
+fsspec URL (``s3://...``); its partitions load into the same release catalog as the archive's
+CSV files. A remote partition is fetched once: its bytes are hashed, then parsed from memory.
+
+Reading (gunzip + CSV parse, :mod:`astrodb.ingest.gaia_reader`; Parquet decoding) is the
+bottleneck, not the database, so with ``jobs > 1`` files are read and prepared in worker
+processes while the main process loads the previous ones.
 """
 from __future__ import annotations
 
 import glob
+import hashlib
 import os
 import sys
 import time
@@ -25,6 +31,7 @@ from ..errors import IngestError
 from ..query.healpix import hpx29
 from ..store import partitions
 from ..store.schema import GAIA_CORRELATIONS, catalogs, source_files, sources
+from . import hats_reader
 from .bulk import insert_columns
 from .catalog import LOAD_COLUMNS, motion_stats
 from .table_reader import sha256_file
@@ -76,28 +83,77 @@ class GaiaIngestReport:
         return "\n".join(lines)
 
 
-def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Path]:
-    """Files, directories (their Gaia partition files) and glob patterns -> sorted unique files."""
-    out: list[Path] = []
+#: One unit of work: a local file, or the URL of a remote HATS partition file.
+Unit = Path | str
+
+
+def _is_parquet(path: str | os.PathLike) -> bool:
+    return os.fspath(path).lower().endswith(".parquet")
+
+
+def _expand_remote(url: str) -> list[tuple[Unit, int]]:
+    if hats_reader.is_hats_catalog(url):
+        return list(hats_reader.hats_partition_sizes(url))
+    if _is_parquet(url):
+        return [(url, _remote_size(url))]
+    raise IngestError("not a HATS catalog (no hats.properties or properties with partition_info.csv) "
+                      "nor a .parquet partition file", source=url)
+
+
+def _remote_size(url: str) -> int:
+    from fsspec.core import url_to_fs
+
+    try:
+        fs, path = url_to_fs(url)
+        return int(fs.size(path) or 0)
+    except FileNotFoundError:
+        raise IngestError("no such file", source=url) from None
+    except Exception as exc:  # noqa: BLE001 - network, permissions: one clear error
+        raise IngestError(f"cannot read ({type(exc).__name__}: {exc})", source=url) from None
+
+
+def _expand(paths: Iterable[str | os.PathLike]) -> list[tuple[Unit, int]]:
+    """:func:`expand_paths` with each file's size in bytes."""
+    out: list[tuple[Unit, int]] = []
     for p in paths:
         text = os.fspath(p)
+        if hats_reader.is_remote(text):
+            out += _expand_remote(text)
+            continue
+        text = hats_reader.local_path(text)  # file:// URLs
         path = Path(text)
-        if path.is_dir():
+        if path.is_dir() and hats_reader.is_hats_catalog(path):
+            out += [(Path(f), size) for f, size in hats_reader.hats_partition_sizes(path)]
+        elif path.is_dir():
             found = sorted({f for pat in _FILE_PATTERNS for f in path.glob(pat)})
             if not found:
-                raise IngestError(f"no Gaia partition files ({', '.join(_FILE_PATTERNS)}) in directory", source=text)
-            out += found
+                raise IngestError(f"no Gaia partition files ({', '.join(_FILE_PATTERNS)}) nor a HATS catalog "
+                                  "(hats.properties, partition_info.csv) in directory", source=text)
+            out += [(f, f.stat().st_size) for f in found]
         elif path.is_file():
-            out.append(path)
+            out.append((path, path.stat().st_size))
         elif any(ch in text for ch in "*?["):
             found = sorted(Path(f) for f in glob.glob(text))
             if not found:
                 raise IngestError("the pattern matches no file", source=text)
-            out += found
+            out += [(f, f.stat().st_size) for f in found]
         else:
             raise IngestError("no such file or directory", source=text)
-    seen: set[Path] = set()
-    return [p for p in out if not (p.resolve() in seen or seen.add(p.resolve()))]
+    seen: set = set()
+    unique = []
+    for unit, size in out:
+        key = unit.resolve() if isinstance(unit, Path) else unit
+        if key not in seen:
+            seen.add(key)
+            unique.append((unit, size))
+    return unique
+
+
+def expand_paths(paths: Iterable[str | os.PathLike]) -> list[Unit]:
+    """Files, directories (their Gaia partition files, or a HATS catalog's partitions), glob
+    patterns and URLs (a HATS catalog, or one ``.parquet`` partition) -> unique files: local
+    ones as :class:`~pathlib.Path`, remote ones as URL strings."""
+    return [unit for unit, _ in _expand(paths)]
 
 
 @dataclass
@@ -118,23 +174,40 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
     """Verify, read and sort one partition file (runs in a worker process).
 
     A file whose sha256 is in ``done`` (already in the catalog) is not parsed: a skipped outcome
-    is returned, so a restarted run only hashes what it loaded before.
+    is returned, so a restarted run only hashes what it loaded before. A ``.parquet`` file is a
+    HATS partition; a remote one (URL) is fetched once, hashed and parsed from memory.
     """
     from . import gaia_reader
 
-    p = Path(path)
-    sha = sha256_file(p)
-    if sha in done:
-        return FileOutcome(str(p), "skipped", 0, "already loaded")
-    gaia_reader.verify_md5(p)
-    rows = gaia_reader.read_gaia_file(p, release=release)
+    if hats_reader.is_remote(path):
+        if not _is_parquet(path):
+            raise IngestError("a remote file must be a HATS .parquet partition", source=path)
+        data = hats_reader.read_bytes(path)
+        sha, size = hashlib.sha256(data).hexdigest(), len(data)
+        if sha in done:
+            return FileOutcome(path, "skipped", 0, "already loaded")
+        rows = hats_reader.read_hats_partition(path, release, data=data)
+        del data  # the columns are decoded copies: free the file's bytes before sorting
+    else:
+        p = Path(path)
+        path = str(p)
+        if not p.is_file():
+            raise IngestError("no such file", source=path)
+        sha, size = sha256_file(p), p.stat().st_size
+        if sha in done:
+            return FileOutcome(path, "skipped", 0, "already loaded")
+        if _is_parquet(p):
+            rows = hats_reader.read_hats_partition(p, release)
+        else:
+            gaia_reader.verify_md5(p)
+            rows = gaia_reader.read_gaia_file(p, release=release)
     cols = rows.columns
     pix = hpx29(cols["ra"], cols["dec"])
     order = np.argsort(pix, kind="stable")
     out = {name: np.ascontiguousarray(cols[name][order]) for name in GAIA_LOAD_COLUMNS
            if name in cols}
     out["hpx29"] = pix[order]
-    return PreparedFile(str(p), sha, p.stat().st_size, rows.release, out)
+    return PreparedFile(path, sha, size, rows.release, out)
 
 
 def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> int:
@@ -223,8 +296,8 @@ class Progress:
             self.stream.write("\n")
 
 
-def _prepared_stream(files: list[Path], release: str | None, jobs: int,
-                     done: frozenset[str]) -> Iterator[tuple[Path, PreparedFile | FileOutcome | Exception]]:
+def _prepared_stream(files: list[Unit], release: str | None, jobs: int,
+                     done: frozenset[str]) -> Iterator[tuple[Unit, PreparedFile | FileOutcome | Exception]]:
     if jobs <= 1:
         for f in files:
             try:
@@ -252,13 +325,16 @@ def _prepared_stream(files: list[Path], release: str | None, jobs: int,
             yield f, result
 
 
-def _infer_release(files: list[Path]) -> str:
-    """The release of the first readable file (its name pattern, ECSV header and columns)."""
+def _infer_release(files: list[Unit]) -> str:
+    """The release of the first readable file (its name pattern, ECSV header and columns; for a
+    HATS partition its catalog's properties and its columns, read from the Parquet footer only)."""
     from .gaia_reader import read_gaia_file
 
     errors = []
     for f in files:
         try:
+            if _is_parquet(f):
+                return hats_reader.partition_release(f)
             return read_gaia_file(f).release
         except IngestError as exc:
             errors.append(str(exc))
@@ -269,7 +345,9 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
                 jobs: int = 1, progress: bool | None = None,
                 on_file: Callable[[FileOutcome], None] | None = None) -> GaiaIngestReport:
     """Load Gaia partition files into the release's catalog; see :meth:`Store.ingest_gaia`."""
-    files = expand_paths(paths)
+    units = _expand(paths)
+    files = [unit for unit, _ in units]
+    sizes = {str(unit): size for unit, size in units}
     if release is not None:
         release = release.lower().removeprefix("gaia_").removeprefix("gaia")
         if release not in RELEASES:
@@ -282,7 +360,7 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
         done = frozenset(conn.execute(sa.select(source_files.c.sha256).where(
             source_files.c.catalog_id == cat_id)).scalars())
     report = GaiaIngestReport(name, release)
-    bar = Progress(len(files), sum(f.stat().st_size for f in files), enabled=progress)
+    bar = Progress(len(files), sum(sizes.values()), enabled=progress)
     t0 = time.monotonic()
     for f, prepared in _prepared_stream(files, release, jobs, done):
         if isinstance(prepared, FileOutcome):
@@ -295,7 +373,7 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
         else:
             outcome = load_prepared(engine, cat_id, prepared)
         report.files.append(outcome)
-        bar.update(outcome, f.stat().st_size)
+        bar.update(outcome, sizes[str(f)])
         if on_file is not None:
             on_file(outcome)
     bar.close()

@@ -187,13 +187,17 @@ class Store:
 
     def ingest_gaia(self, paths, release: str | None = None, *, catalog: str | None = None, jobs: int = 1,
                     progress: bool | None = None):
-        """Load Gaia archive bulk partition files (DR1, DR2, EDR3, DR3) into a release catalog.
+        """Load Gaia archive bulk partition files (DR1, DR2, EDR3, DR3) or a HATS catalog of Gaia
+        rows into a release catalog.
 
         Parameters
         ----------
         paths : str, os.PathLike or sequence of them
             Files (``GaiaSource_*.csv.gz``, ``TgasSource_*.csv.gz``), directories holding them,
-            or glob patterns. ``_MD5SUM.txt`` beside the files is checked when present.
+            or glob patterns. ``_MD5SUM.txt`` beside the files is checked when present. A HATS
+            catalog (a directory or fsspec URL with ``hats.properties``/``properties`` and
+            ``partition_info.csv``) loads its ``dataset/Norder=K/Dir=D/Npix=N.parquet`` partitions,
+            each one a unit like a CSV file (remote ones are fetched once, hashed, parsed in memory).
         release : {"dr1", "dr2", "edr3", "dr3"}, optional
             Inferred from the first file when not given.
         catalog : str, optional

@@ -115,7 +115,10 @@ def test_convex_polygons_equal_brute_force(store, sky, data, epoch):
     pdec = np.degrees(np.arcsin(v[:, 2]))
     got = store.footprint(np.stack((pra, pdec), axis=1), catalog=name, epoch=epoch)
     ra, dec = _positions(t, epoch)
-    _assert_same(got, t, _half_space_inside(pra, pdec, ra, dec))
+    # The oracle's edge normals need distinct vertices: a (near-)repeated vertex, which the
+    # query must take in its stride, adds no edge (hypothesis found angles 0 and 2.2e-16).
+    distinct = np.r_[True, np.diff(ang) > 1e-9] & ~((ang - ang[0] > 2 * np.pi - 1e-9) & (np.arange(nv) > 0))
+    _assert_same(got, t, _half_space_inside(pra[distinct], pdec[distinct], ra, dec))
 
 
 def test_concave_polygon_across_ra_zero(store, sky):
