@@ -31,7 +31,7 @@ from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .images import Group, load_images, make_groups, plane_for, project
-from .match import find_offset, match_pairs
+from .match import find_offset, match_pairs, thin
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 
@@ -419,8 +419,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         out.mkdir(parents=True, exist_ok=True)
         label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
         ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
-    from .match import isolated
-    keep = isolated(rxy[ridx], abs_separation)
+    keep = thin(rxy[ridx], abs_separation)
     ridx = ridx[keep]
     rpos, rw = rxy[ridx], ref.weight[ridx]
 
@@ -442,7 +441,11 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         for g in live:
             o = common
             if abs_use2dhist:
-                own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
+                # Each group's own offset: near the common one first (a small, cheap search),
+                # over the whole search radius if that finds no significant peak.
+                own = find_offset(g.xy, rpos, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance, tuple(common))
+                if not own.significant:
+                    own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
                 if own.significant:
                     o = np.array([own.dx, own.dy])
             offsets[g.index] = o

@@ -12,7 +12,7 @@ import numpy as np
 
 from .catalogs import filter_catalog_by_bounding_box, image_sources, read_table
 from .errors import CatalogError
-from .match import isolated
+from .match import thin
 from .plane import TangentPlane
 
 
@@ -120,8 +120,8 @@ def project(images: list[Image], plane: TangentPlane) -> None:
 
 
 def make_groups(images: list[Image], separation: float, *, one_group: bool = False) -> list[Group]:
-    """Gather images by group_id (None: an image alone), in order of first appearance, and keep
-    each group's sources that have no neighbour closer than ``separation``."""
+    """Gather images by group_id (None: an image alone), in order of first appearance; each
+    image's sources are thinned by ``separation`` (:func:`.match.thin`) on their own."""
     order: dict = {}
     for im in images:
         key = ("all",) if one_group else (("image", im.index) if im.group_id is None else ("id", im.group_id))
@@ -132,7 +132,7 @@ def make_groups(images: list[Image], separation: float, *, one_group: bool = Fal
         w = np.concatenate([m.weight for m in members])
         img = np.concatenate([np.full(len(m.xy), k) for k, m in enumerate(members)]).astype(np.intp)
         row = np.concatenate([m.rows for m in members]).astype(np.intp)
-        keep = isolated(xy, separation)
+        keep = np.concatenate([thin(m.xy, separation) for m in members])
         pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
         lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
         groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi))

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aligner.match import find_offset, isolated, match_pairs
+from aligner.match import find_offset, match_pairs, thin
 
 
 def _field(n=3000, size=200.0, seed=0):
@@ -12,10 +12,10 @@ def _field(n=3000, size=200.0, seed=0):
     return rng.uniform(-size / 2, size / 2, (n, 2)), rng
 
 
-def test_isolated_drops_both_members_of_close_pairs():
-    xy = np.array([[0.0, 0.0], [0.5, 0.0], [5.0, 5.0], [10.0, 10.0], [10.0, 10.9]])
-    assert isolated(xy, 1.0).tolist() == [False, False, True, False, False]
-    assert isolated(xy, 0.0).all() and isolated(xy[:1], 1.0).all()
+def test_thin_keeps_the_lowest_y_of_each_close_cluster():
+    xy = np.array([[0.0, 0.2], [0.5, 0.0], [5.0, 5.0], [10.0, 10.9], [10.0, 10.0], [10.5, 11.6]])
+    assert thin(xy, 1.0).tolist() == [False, True, True, False, True, False]
+    assert thin(xy, 0.0).all() and thin(xy[:1], 1.0).all()
 
 
 @pytest.mark.parametrize("true", [(0.0, 0.0), (0.1234, -0.3456), (0.175, 0.175), (1.3, -1.7), (4.9, 1.2)])
