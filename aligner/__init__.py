@@ -7,8 +7,10 @@ observation epoch.
 """
 from .align import absolute_align, relative_align
 from .catalogs import filter_catalog_by_bounding_box
+from .correctors import make_corrector, write_wcs
 from .errors import AlignerError, AlignmentError, AlignmentWarning, CatalogError, ParameterError
 from .results import FitResult
 
 __all__ = ["relative_align", "absolute_align", "filter_catalog_by_bounding_box", "FitResult",
-           "AlignerError", "AlignmentError", "AlignmentWarning", "CatalogError", "ParameterError"]
+           "AlignerError", "AlignmentError", "AlignmentWarning", "CatalogError", "ParameterError",
+           "make_corrector", "write_wcs"]

@@ -72,6 +72,10 @@ def _validate(prefix: str, searchrad, separation, tolerance, minobj, fitgeometry
 
 # --- matching helpers ---------------------------------------------------------------------------
 
+def _box(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return (xy.min(axis=0), xy.max(axis=0)) if len(xy) else (np.zeros(2), np.zeros(2))
+
+
 def _in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> np.ndarray:
     return np.all((xy >= lo - pad) & (xy <= hi + pad), axis=1)
 
@@ -93,6 +97,17 @@ def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, to
     i, j = match_pairs(pa[sa], pb[sb], tolerance)
     ia, ib = sa[i], sb[j]
     return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
+
+
+def _by_chance(n_matched: int, n_src: int, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+               tolerance: float) -> tuple[bool, float]:
+    """Are ``n_matched`` one-to-one matches within ``tolerance`` no more than chance would give
+    between ``n_src`` sources and the reference points over the box (lo, hi)? Returns
+    (True if not significant, the expected number of chance matches)."""
+    area = float(np.prod(np.maximum(hi - lo, tolerance)))
+    n_ref = int(np.count_nonzero(_in_box(ref_xy, lo, hi, 0.0)))
+    expected = n_src * n_ref / area * math.pi * tolerance ** 2
+    return n_matched < expected + 5.0 * math.sqrt(expected + 1.0), expected
 
 
 def _large(t: GroupTransform, g: Group, limit: float) -> bool:
@@ -280,6 +295,11 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
             status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
             continue
+        chance, expected = _by_chance(len(i), len(g.xy), rxy, g.lo, g.hi, tolerance)
+        if chance:
+            status[g.index] = (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected "
+                               "at random): no common offset within searchrad")
+            continue
         first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
                       1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
         f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
@@ -320,18 +340,29 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
 # --- absolute ---------------------------------------------------------------------------------
 
 def _epoch(epoch, correctors) -> float | None:
+    """The observation epoch (Julian year): ``epoch``, else the mean of the correctors'
+    ``meta['epoch']`` (warning when they span more than a tenth of a year)."""
     from astrodb.epoch import to_julian_year
 
-    if epoch is None or epoch == "":
-        found = [c.meta.get("epoch") for c in correctors if c.meta.get("epoch") is not None]
-        if not found:
-            return None
-        epoch = float(np.mean([to_julian_year(e) for e in found]))
-    try:
-        return float(to_julian_year(epoch))
-    except (ValueError, TypeError):
-        raise ParameterError(f"epoch must be a Julian year (2024.5), 'J2024.5', an ISO time or an astropy Time, "
-                             f"got {epoch!r}") from None
+    def year(value, what):
+        try:
+            return float(to_julian_year(value))
+        except (ValueError, TypeError):
+            raise ParameterError(f"{what} must be a Julian year (2024.5), 'J2024.5', an ISO time or an astropy "
+                                 f"Time, got {value!r}") from None
+
+    if epoch is not None and not (isinstance(epoch, str) and not epoch.strip()):
+        return year(epoch, "epoch")
+    found = [(str(c.meta.get("name") or f"image {i}"), c.meta["epoch"]) for i, c in enumerate(correctors)
+             if c.meta.get("epoch") is not None]
+    if not found:
+        return None
+    years = np.array([year(e, f"meta['epoch'] of {name}") for name, e in found])
+    if np.ptp(years) > 0.1:
+        warnings.warn(f"absolute_align: the images' epochs span {np.ptp(years):.2f} yr; the reference is taken "
+                      f"at their mean J{years.mean():.3f} (align groups of images taken together separately)",
+                      AlignmentWarning, stacklevel=3)
+    return float(years.mean())
 
 
 def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None, epoch=None,
@@ -383,7 +414,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         return correctors
     _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
               abs_sigma)
-    jy = _epoch(epoch, correctors)
+    # Only a store reference is moved to the epoch; a file or table is used as it is.
+    jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
     images = load_images(correctors)
     plane = plane_for(images)
     project(images, plane)
@@ -456,14 +488,21 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     nbrs = {g.index: [h.index for h in sorted((h for h in live if h is not g and h.index in free
                                                and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
             for g in live}
-    for _ in range(2):
+    for npass in range(2):
         if not free:
             break
         parts = []
-        for a in free:
+        for a in list(free):
             g = groups[a]
             pa = transforms[a].apply(g.xy)
             i, j = match_pairs(pa, rpos, abs_tolerance)
+            if npass == 0:
+                chance, expected = _by_chance(len(i), len(g.xy), rpos, *_box(pa), abs_tolerance)
+                if chance:
+                    status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
+                                 f"{expected:.0f} expected at random): no common offset within abs_searchrad")
+                    free.remove(a)
+                    continue
             parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
         parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], abs_tolerance)
                   for a in free for b in nbrs[a] if b > a]

@@ -24,7 +24,13 @@ def read_table(value, what: str) -> Table:
 
 
 def _column(t: Table, names: tuple[str, ...]):
-    lower = {c.lower(): c for c in t.colnames}
+    """The first of ``names`` in ``t``: upper-case (stcal's RA/DEC) first, then any case."""
+    for n in names:
+        if n.upper() in t.colnames:
+            return n.upper()
+    lower = {}
+    for c in t.colnames:
+        lower.setdefault(c.lower(), c)
     for n in names:
         if n in lower:
             return lower[n]

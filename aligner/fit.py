@@ -235,7 +235,7 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
             step = _solve_step(model, w)
             model.params += step
             iterations += 1
-            if fitgeom != "rshift" or np.abs(step[:, 0]).max(initial=0.0) < 1e-13:
+            if fitgeom != "rshift" or np.abs(step[:, 0]).max(initial=0.0) < 1e-11:
                 break
         return model.residuals()
 

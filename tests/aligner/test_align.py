@@ -1,0 +1,191 @@
+"""relative_align / absolute_align end to end on synthetic scenes with known truth (FITS and gwcs)."""
+from __future__ import annotations
+
+import copy
+import warnings
+
+import numpy as np
+import pytest
+from astropy.table import Table
+
+import aligner
+from aligner import AlignmentError, AlignmentWarning, ParameterError
+from aligner_synth import absolute_error_mas, make_correctors, make_scene, relative_error_mas, wcs_error_mas
+
+
+def _wcs_unchanged(c):
+    return c.wcs is c.original_wcs or wcs_error_mas(c.wcs, c.original_wcs, (64, 64), n=4)[1] == 0.0
+
+
+@pytest.mark.parametrize("kind", ["fits", "gwcs"])
+def test_relative_then_absolute_alignment_recovers_the_truth(kind):
+    scene = make_scene(4, 1500, kind, seed=3)
+    corr = make_correctors(scene)
+    assert absolute_error_mas(corr, scene) > 200
+    aligner.relative_align(corr)
+    assert relative_error_mas(corr, scene) < 0.5
+    statuses = [c.meta["fit_info"]["status"] for c in corr]
+    assert statuses.count("REFERENCE") == 1 and statuses.count("SUCCESS") == 3
+    aligner.absolute_align(corr, scene.refcat)
+    assert absolute_error_mas(corr, scene) < 0.5 and relative_error_mas(corr, scene) < 0.5
+    r = corr[0].meta["fit_result"]
+    assert isinstance(r, aligner.FitResult) and r.status == "SUCCESS" and r.step == "absolute"
+    assert r.nref > 100 and r.nmatches >= r.nref and 0.001 < r.rmse < 0.01  # arcsec: a few mas
+    assert abs(r.rotation) < 0.05 and abs(r.scale - 1) < 1e-9
+    assert r.reference["source"] == "table" and len(r.reference["sha256"]) == 64
+    assert len(r.matched_input_idx) == len(r.matched_ref_idx) == r.nmatches
+    # stcal's fit_info keys are there too.
+    for key in ("status", "fitgeom", "matrix", "shift", "rmse", "mae", "nmatches", "<rot>", "<scale>", "skew"):
+        assert key in corr[0].meta["fit_info"]
+
+
+def test_absolute_error_does_not_grow_with_the_number_of_overlapping_images():
+    errors = {}
+    for n in (2, 8):
+        scene = make_scene(n, 1500, "fits", seed=11)
+        corr = make_correctors(scene)
+        aligner.absolute_align(corr, scene.refcat)
+        errors[n] = absolute_error_mas(corr, scene)
+    # stcal: 0.6 -> 1.9 mas from 2 to 8 images (duplicate bias); here it stays at the noise level.
+    assert errors[8] < 0.35 and errors[8] < 1.5 * errors[2] + 0.05, errors
+
+
+def test_groups_get_one_correction():
+    scene = make_scene(8, 800, "gwcs", seed=5, group_size=4)
+    corr = make_correctors(scene)
+    aligner.relative_align(corr)
+    fits = [c.meta["fit_result"] for c in corr]
+    for g in (0, 4):
+        assert all(np.array_equal(fits[g].matrix, fits[k].matrix) and np.array_equal(fits[g].shift, fits[k].shift)
+                   for k in range(g, g + 4))
+    assert relative_error_mas(corr, scene) < 0.5
+
+
+def test_large_initial_error_found_by_the_2d_histogram_and_by_offsets():
+    scene = make_scene(2, 1500, "fits", seed=7, shift_range=(5.0, 5.0), rot_range=(0.0, 0.0))
+    ref = scene.refcat
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, ref, abs_searchrad=6.0)
+    assert absolute_error_mas(corr, scene) < 0.5
+    # Without the histogram nothing is within the tolerance: a clear failure, WCSs untouched.
+    corr = make_correctors(scene)
+    with pytest.raises(AlignmentError, match="not enough matches"):
+        aligner.absolute_align(corr, ref, abs_use2dhist=False)
+    assert all(_wcs_unchanged(c) for c in corr)
+
+
+def test_xoffset_yoffset_guide_the_relative_match():
+    scene = make_scene(2, 1500, "fits", seed=8, shift_range=(0.0, 0.0), rot_range=(0.0, 0.0))
+    corr = make_correctors(scene)
+    # Displace the second image by 4" east: a known offset the guess must supply.
+    from tweakwcs.correctors import FITSWCSCorrector
+    w = copy.deepcopy(corr[1].wcs)
+    w.wcs.crval = w.wcs.crval + [4.0 / 3600 / np.cos(np.radians(w.wcs.crval[1])), 0.0]
+    w.wcs.set()
+    corr[1] = FITSWCSCorrector(w, meta=dict(corr[1].meta))
+    aligner.relative_align(corr, use2dhist=False, xoffset=-4.0, yoffset=0.0, enforce_user_order=True,
+                           searchrad=1.0, tolerance=0.5)
+    assert wcs_error_mas(corr[1].wcs, scene.images[1].wcs_true, scene.images[1].shape)[0] < 1.0
+
+
+def test_half_bin_offset_is_recovered_exactly():
+    # 0.175" is half of the histogram's bins (tolerance / 2 = 0.35"): tweakwcs#68 was off by that.
+    scene = make_scene(1, 2000, "fits", seed=9, shift_range=(0.175, 0.175), rot_range=(0.0, 0.0))
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, scene.refcat, abs_fitgeometry="shift")
+    assert absolute_error_mas(corr, scene) < 0.3
+
+
+@pytest.mark.parametrize("geom", ["shift", "rshift", "rscale", "general"])
+def test_every_fitgeometry_aligns(geom):
+    scene = make_scene(2, 1500, "gwcs", seed=12, rot_range=(0.0, 0.0) if geom == "shift" else (0.005, 0.02))
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, scene.refcat, abs_fitgeometry=geom)
+    assert absolute_error_mas(corr, scene) < 0.6
+    assert corr[0].meta["fit_result"].fitgeometry == geom
+
+
+def test_reference_weights_are_used():
+    scene = make_scene(1, 2000, "fits", seed=13, rot_range=(0.0, 0.0))
+    ref = scene.refcat.copy()
+    bad = np.arange(len(ref)) % 2 == 0
+    # Half the stars 6 mas off: within the noise, so clipping keeps them; only weights help.
+    ref["RA"][bad] += 0.006 / 3600 / np.cos(np.radians(ref["DEC"][bad]))
+    ref["weight"] = np.where(bad, 1e-6, 1.0)
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, ref)
+    assert absolute_error_mas(corr, scene) < 0.5
+    ref["weight"] = 1.0
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, ref)
+    assert 2.0 < absolute_error_mas(corr, scene) < 4.0
+
+
+def test_parameter_errors_are_value_errors():
+    corr = make_correctors(make_scene(2, 200, "fits", seed=1))
+    with pytest.raises(ParameterError, match="sqrt"):
+        aligner.relative_align(corr, separation=0.9, tolerance=0.7)
+    with pytest.raises(ValueError, match="abs_separation"):
+        aligner.absolute_align(corr, Table({"RA": [1.0], "DEC": [1.0]}), abs_separation=0.5)
+    try:
+        aligner.relative_align(corr, fitgeometry="affine")
+    except Exception as exc:  # noqa: BLE001 - stcal's error escaped `except Exception`
+        assert isinstance(exc, ValueError) and "fitgeometry" in str(exc)
+    with pytest.raises(ParameterError, match="minobj"):
+        aligner.relative_align(corr, minobj=0)
+    assert all(_wcs_unchanged(c) for c in corr)
+
+
+def test_failures_leave_the_wcs_untouched_and_say_why():
+    scene = make_scene(3, 1000, "fits", seed=2)
+    corr = make_correctors(scene)
+    corr[2].meta["catalog"] = corr[2].meta["catalog"][:0]  # empty catalog
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aligner.relative_align(corr)
+    assert any(issubclass(w.category, AlignmentWarning) for w in caught)
+    assert corr[2].meta["fit_info"]["status"] == "FAILED: empty source catalog" and _wcs_unchanged(corr[2])
+    assert not corr[2].meta["fit_result"].ok
+
+    corr = make_correctors(scene)
+    with pytest.raises(AlignmentError, match="minobj") as err:
+        aligner.relative_align(corr, minobj=100000)
+    assert all(_wcs_unchanged(c) for c in corr)
+    assert all(r.status.startswith("FAILED") or r.status == "REFERENCE" for r in err.value.results)
+
+    far = Table({"RA": scene.refcat["RA"] + 1.0, "DEC": scene.refcat["DEC"]})  # a degree away
+    corr = make_correctors(scene)
+    with pytest.raises(AlignmentError, match="reference"):
+        aligner.absolute_align(corr, far)
+    assert all(_wcs_unchanged(c) and c.meta["fit_info"]["status"].startswith("FAILED") for c in corr)
+
+    corr = make_correctors(make_scene(1, 1000, "fits", seed=2))
+    with pytest.raises(AlignmentError, match="at least two"):
+        aligner.relative_align(corr)
+
+
+def test_no_absolute_step_for_an_empty_refcat():
+    corr = make_correctors(make_scene(1, 300, "fits", seed=4))
+    assert aligner.absolute_align(corr, "") is corr and "fit_info" not in corr[0].meta
+    assert aligner.absolute_align(corr, None) is corr
+
+
+def test_reference_catalog_from_a_file_and_saved_catalog(tmp_path):
+    scene = make_scene(2, 1000, "fits", seed=6)
+    path = tmp_path / "ref.ecsv"
+    scene.refcat["RA", "DEC"].write(path)
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, str(path), save_abs_catalog=True, abs_catalog_output_dir=str(tmp_path / "out"))
+    assert absolute_error_mas(corr, scene) < 0.5
+    saved = Table.read(tmp_path / "out" / "fit_user_ref.ecsv")
+    assert len(saved) > 100 and {"RA", "DEC"} <= set(saved.colnames)
+    with pytest.raises(ParameterError, match="neither a known catalog name"):
+        aligner.absolute_align(make_correctors(scene), str(tmp_path / "missing.ecsv"))
+
+
+def test_filter_catalog_by_bounding_box():
+    t = Table({"x": [0.0, 5.0, 10.0], "y": [5.0, 5.0, 5.0]})
+    assert list(aligner.filter_catalog_by_bounding_box(t, ((0, 10), (0, 10)))["x"]) == [5.0]
+    assert aligner.filter_catalog_by_bounding_box(t, None) is t
+    t2 = Table({"xcentroid": [1.0, 20.0], "ycentroid": [1.0, 1.0]})
+    assert len(aligner.filter_catalog_by_bounding_box(t2, ((0, 10), (0, 10)))) == 1
