@@ -142,17 +142,25 @@ def _group_results(groups: list[Group], links: Links, fitted, status: dict[int, 
                 r.rmse = float(np.sqrt(np.mean(norm[both] ** 2))) if both.any() else float("nan")
                 r.mae = float(np.mean(norm[both])) if both.any() else float("nan")
                 r.matched_input_idx = np.concatenate([g.row[links.ia[mine_a]], g.row[links.ib[mine_b]]])
-                partner_rows = []
+                partner_rows, partner_images = [], []
                 for sel, other_g, other_i in ((mine_a, links.gb, links.ib), (mine_b, links.ga, links.ia)):
                     og, oi = other_g[sel], other_i[sel]
                     rows = np.full(len(og), -1, np.intp)
+                    imgs = np.full(len(og), -1, np.intp)
                     ref = og == REFERENCE
                     rows[ref] = oi[ref]
                     for gv in np.unique(og[~ref]):
                         m = og == gv
-                        rows[m] = groups[gv].row[oi[m]]
+                        other = groups[gv]
+                        rows[m] = other.row[oi[m]]
+                        imgs[m] = np.array([im.index for im in other.images])[other.image[oi[m]]]
                     partner_rows.append(rows)
+                    partner_images.append(imgs)
                 r.matched_ref_idx = np.concatenate(partner_rows)
+                r.matched_ref_image = np.concatenate(partner_images)
+                mine_all_a = (links.ga == g.index) & (g.image[np.clip(links.ia, 0, len(g.image) - 1)] == k)
+                mine_all_b = (links.gb == g.index) & (g.image[np.clip(links.ib, 0, len(g.image) - 1)] == k)
+                r.nclipped = int(np.count_nonzero((mine_all_a | mine_all_b) & ~fitted.used))
             if t is not None:
                 r.matrix, r.shift = t.matrix.copy(), t.shift.copy()
                 d = decompose(t.matrix)
@@ -189,13 +197,37 @@ def _report_failures(results: list[FitResult], step: str) -> None:
                   f"{lines}", AlignmentWarning, stacklevel=3)
 
 
+# --- provenance ---------------------------------------------------------------------------------
+
+def _recorder(step: str, arguments: dict, correctors, store, provenance: bool):
+    """A provenance recorder when a store is given (and recording not switched off)."""
+    if store is None or not provenance:
+        return None
+    from .provenance import Recorder
+
+    params = {k: v for k, v in arguments.items() if k not in ("correctors", "store", "provenance")}
+    return Recorder(step, params, correctors, store)
+
+
+def _record(rec, error: BaseException | None = None) -> None:
+    if rec is None:
+        return
+    try:
+        rec.write(error)
+    except Exception as exc:  # noqa: BLE001
+        if error is None:
+            raise
+        # The fit's own error matters more; say the record failed too.
+        error.add_note(f"(its provenance record could not be written: {exc})")
+
+
 # --- relative ---------------------------------------------------------------------------------
 
 def relative_align(correctors: list, searchrad: float = 2.0, separation: float = 1.0, use2dhist: bool = True,
                    tolerance: float = 0.7, xoffset: float = 0.0, yoffset: float = 0.0,
                    enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
                    fitgeometry: str = "rshift", nclip: int = 3, sigma: float = 3.0,
-                   clip_accum: bool = False) -> list:
+                   clip_accum: bool = False, *, store=None, provenance: bool = True) -> list:
     """Align images to each other (stcal.tweakreg.relative_align, same parameters and defaults).
 
     Parameters
@@ -229,6 +261,9 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         Clipping limit in units of the rmse.
     clip_accum : bool
         Clipped links stay clipped in later rounds.
+    store : astrodb.Store or URL, optional
+        With a store, the run is recorded in its provenance tables (parameters, inputs, fits,
+        output WCSs; also when it fails), unless ``provenance`` is False.
 
     Returns
     -------
@@ -244,96 +279,105 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
     AlignmentError
         Fewer than two groups with sources, or no group could be aligned.
     """
-    _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
-    images = load_images(correctors)
-    plane = plane_for(images)
-    project(images, plane)
-    groups = make_groups(images, separation)
-    status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
-    live = [g for g in groups if g.index not in status]
-    if len(live) < 2:
-        res = _group_results(groups, Links.concat([]), None, {g.index: status.get(g.index, "FAILED: nothing to "
-                             "align it to (at least two images or groups with sources are needed)") for g in groups},
-                             fitgeometry, "relative", plane)
-        results = _apply(groups, res, plane)
-        raise AlignmentError("relative alignment needs at least two images (or groups) with non-empty "
-                             f"catalogs; got {len(live)}", results)
+    _arguments = dict(locals())
+    rec = _recorder('relative', _arguments, correctors, store, provenance)
+    try:
+        _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
+        images = load_images(correctors)
+        if rec is not None:
+            rec.images = images
+        plane = plane_for(images)
+        project(images, plane)
+        groups = make_groups(images, separation)
+        status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
+        live = [g for g in groups if g.index not in status]
+        if len(live) < 2:
+            res = _group_results(groups, Links.concat([]), None, {g.index: status.get(g.index, "FAILED: nothing to "
+                                 "align it to (at least two images or groups with sources are needed)") for g in groups},
+                                 fitgeometry, "relative", plane)
+            results = _apply(groups, res, plane)
+            raise AlignmentError("relative alignment needs at least two images (or groups) with non-empty "
+                                 f"catalogs; got {len(live)}", results)
 
-    # Reference group and order.
-    if enforce_user_order:
-        ref = live[0]
-    else:
-        ref = max(live, key=lambda g: (sum(g.overlap(h) > 0 for h in live if h is not g), len(g.xy)))
-    status[ref.index] = STATUS_REFERENCE
-    transforms: dict[int, GroupTransform] = {ref.index: GroupTransform()}
-    placed = [ref]
-    pending = [g for g in live if g is not ref]
-    limit = 2.0 * ((searchrad if use2dhist else max(abs(xoffset), abs(yoffset))) + tolerance)
-    neighbours: dict[int, list[int]] = {}
-    while pending:
+        # Reference group and order.
         if enforce_user_order:
-            g = pending.pop(0)
+            ref = live[0]
         else:
-            g = max(pending, key=lambda c: max(c.overlap(p, searchrad) for p in placed))
-            pending.remove(g)
-        pool = placed if expand_refcat else [ref]
-        near = [p for p in pool if g.overlap(p, searchrad) > 0]
-        if not near:
-            status[g.index] = "FAILED: no overlap with the reference" + (" or aligned images" if expand_refcat else
-                                                                         " image (try expand_refcat=True)")
-            continue
-        rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
-        rw = np.concatenate([p.weight for p in near])
-        rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
-        rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
-        box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
-        rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
-        guess = (xoffset, yoffset)
-        off = find_offset(g.xy, rxy, searchrad, tolerance, guess) if use2dhist else None
-        shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
-        i, j = match_pairs(g.xy + shift, rxy, tolerance)
-        if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
-            status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
-            continue
-        chance, expected = _by_chance(len(i), len(g.xy), rxy, g.lo, g.hi, tolerance)
-        if chance:
-            status[g.index] = (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected "
-                               "at random): no common offset within searchrad")
-            continue
-        first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
-                      1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
-        f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
-        t = f.transforms[g.index]
-        if _large(t, g, limit):
-            status[g.index] = (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
-                               "probably mismatched sources")
-            continue
-        transforms[g.index] = t
-        # Links to the groups it overlaps most (placed ones), for the joint fit.
-        counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
-        neighbours[g.index] = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS]
-                               if counts[k] > 0]
-        placed.append(g)
+            ref = max(live, key=lambda g: (sum(g.overlap(h) > 0 for h in live if h is not g), len(g.xy)))
+        status[ref.index] = STATUS_REFERENCE
+        transforms: dict[int, GroupTransform] = {ref.index: GroupTransform()}
+        placed = [ref]
+        pending = [g for g in live if g is not ref]
+        limit = 2.0 * ((searchrad if use2dhist else max(abs(xoffset), abs(yoffset))) + tolerance)
+        neighbours: dict[int, list[int]] = {}
+        while pending:
+            if enforce_user_order:
+                g = pending.pop(0)
+            else:
+                g = max(pending, key=lambda c: max(c.overlap(p, searchrad) for p in placed))
+                pending.remove(g)
+            pool = placed if expand_refcat else [ref]
+            near = [p for p in pool if g.overlap(p, searchrad) > 0]
+            if not near:
+                status[g.index] = "FAILED: no overlap with the reference" + (" or aligned images" if expand_refcat else
+                                                                             " image (try expand_refcat=True)")
+                continue
+            rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
+            rw = np.concatenate([p.weight for p in near])
+            rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
+            rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
+            box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
+            rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
+            guess = (xoffset, yoffset)
+            off = find_offset(g.xy, rxy, searchrad, tolerance, guess) if use2dhist else None
+            shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
+            i, j = match_pairs(g.xy + shift, rxy, tolerance)
+            if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
+                status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
+                continue
+            chance, expected = _by_chance(len(i), len(g.xy), rxy, g.lo, g.hi, tolerance)
+            if chance:
+                status[g.index] = (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected "
+                                   "at random): no common offset within searchrad")
+                continue
+            first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
+                          1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
+            f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
+            t = f.transforms[g.index]
+            if _large(t, g, limit):
+                status[g.index] = (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
+                                   "probably mismatched sources")
+                continue
+            transforms[g.index] = t
+            # Links to the groups it overlaps most (placed ones), for the joint fit.
+            counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
+            neighbours[g.index] = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS]
+                                   if counts[k] > 0]
+            placed.append(g)
 
-    free = [g.index for g in placed if g is not ref]
-    fitted = None
-    links = Links.concat([])
-    for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
-        parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], tolerance)
-                 for a in free for b in neighbours[a]]
-        links = Links.concat(parts)
-        fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
-                           clip_accum, minobj)
-        transforms.update(fitted.transforms)
-    for a in free:
-        n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
-        if n < max(minobj, MIN_POINTS[fitgeometry]):
-            status[a] = f"FAILED: not enough matches ({n} < minobj {minobj}) after the joint fit"
-        elif _large(fitted.transforms[a], groups[a], limit):
-            status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance))"
-    res = _group_results(groups, links, fitted, status, fitgeometry, "relative", plane)
-    results = _apply(groups, res, plane)
-    _report_failures(results, "relative")
+        free = [g.index for g in placed if g is not ref]
+        fitted = None
+        links = Links.concat([])
+        for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
+            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], tolerance)
+                     for a in free for b in neighbours[a]]
+            links = Links.concat(parts)
+            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
+                               clip_accum, minobj)
+            transforms.update(fitted.transforms)
+        for a in free:
+            n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+            if n < max(minobj, MIN_POINTS[fitgeometry]):
+                status[a] = f"FAILED: not enough matches ({n} < minobj {minobj}) after the joint fit"
+            elif _large(fitted.transforms[a], groups[a], limit):
+                status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance))"
+        res = _group_results(groups, links, fitted, status, fitgeometry, "relative", plane)
+        results = _apply(groups, res, plane)
+        _report_failures(results, "relative")
+    except Exception as exc:
+        _record(rec, exc)
+        raise
+    _record(rec)
     return correctors
 
 
@@ -371,7 +415,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                    abs_tolerance: float = 0.7, abs_minobj: int = 15, abs_fitgeometry: str = "rshift",
                    abs_nclip: int = 3, abs_sigma: float = 3.0, clip_accum: bool = False, store=None, *,
                    observer=None, centroid_error: float = refcats.DEFAULT_CENTROID_ERROR_MAS,
-                   timeout: float | None = None) -> list:
+                   timeout: float | None = None, provenance: bool = True) -> list:
     """Align images to an absolute reference catalog (stcal.tweakreg.absolute_align's parameters).
 
     Parameters
@@ -395,7 +439,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     abs_nclip, abs_sigma, clip_accum
         As the relative parameters (arcsec).
     store : astrodb.Store or URL, optional
-        Where the Gaia releases are (default: ``astrodb.connect()``).
+        Where the Gaia releases are (default: ``astrodb.connect()``). A store given here also
+        records the run in its provenance tables (unless ``provenance`` is False).
     observer : array-like (3,), optional
         Observer's barycentric position (AU) instead of the Earth's (e.g. a spacecraft at L2).
     centroid_error : float
@@ -412,122 +457,133 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     if abs_refcat is None or (isinstance(abs_refcat, str) and not abs_refcat.strip()):
         log.info("abs_refcat is empty: no absolute alignment")
         return correctors
-    _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
-              abs_sigma)
-    # Only a store reference is moved to the epoch; a file or table is used as it is.
-    jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
-    images = load_images(correctors)
-    plane = plane_for(images)
-    project(images, plane)
-    groups = make_groups(images, abs_separation)
+    _arguments = dict(locals())
+    rec = _recorder('absolute', _arguments, correctors, store, provenance)
+    try:
+        _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
+                  abs_sigma)
+        # Only a store reference is moved to the epoch; a file or table is used as it is.
+        jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
+        images = load_images(correctors)
+        if rec is not None:
+            rec.images = images
+        plane = plane_for(images)
+        project(images, plane)
+        groups = make_groups(images, abs_separation)
 
-    # One cone over the combined footprint, padded by the search radius.
-    corners = np.concatenate([np.stack([im.corners_ra, im.corners_dec], -1) for im in images
-                              if len(im.corners_ra)] + [np.stack([im.ra, im.dec], -1) for im in images])
-    from astrodb.query.regions import separation_deg
-    radius = float(np.max(separation_deg(plane.ra0, plane.dec0, corners[:, 0], corners[:, 1]))) \
-        + abs_searchrad / 3600.0
-    observer_pos = None
-    if refcats.is_store_name(abs_refcat):
-        if jy is None:
-            warnings.warn("absolute_align: no epoch given (epoch= or meta['epoch']): reference positions are "
-                          "at the catalog's epoch, not the observation's", AlignmentWarning, stacklevel=2)
-        elif observer is None:
-            from astrodb.epoch import earth_barycentric_position
-            observer_pos = earth_barycentric_position(jy)
-        if observer is not None:
-            observer_pos = np.asarray(observer, float).reshape(3)
-    ref = refcats.resolve(abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
-                          observer=observer_pos, store=store, centroid_error_mas=centroid_error)
-    rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
-    live = [g for g in groups if len(g.xy)]
-    near = np.zeros(len(rxy), bool)
-    for g in live:
-        near |= _in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
-    near &= np.all(np.isfinite(rxy), axis=1)
-    ridx = np.nonzero(near)[0]
-    if save_abs_catalog:
-        out = Path(abs_catalog_output_dir or ".")
-        out.mkdir(parents=True, exist_ok=True)
-        label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
-        ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
-    keep = thin(rxy[ridx], abs_separation)
-    ridx = ridx[keep]
-    rpos, rw = rxy[ridx], ref.weight[ridx]
+        # One cone over the combined footprint, padded by the search radius.
+        corners = np.concatenate([np.stack([im.corners_ra, im.corners_dec], -1) for im in images
+                                  if len(im.corners_ra)] + [np.stack([im.ra, im.dec], -1) for im in images])
+        from astrodb.query.regions import separation_deg
+        radius = float(np.max(separation_deg(plane.ra0, plane.dec0, corners[:, 0], corners[:, 1]))) \
+            + abs_searchrad / 3600.0
+        observer_pos = None
+        if refcats.is_store_name(abs_refcat):
+            if jy is None:
+                warnings.warn("absolute_align: no epoch given (epoch= or meta['epoch']): reference positions are "
+                              "at the catalog's epoch, not the observation's", AlignmentWarning, stacklevel=2)
+            elif observer is None:
+                from astrodb.epoch import earth_barycentric_position
+                observer_pos = earth_barycentric_position(jy)
+            if observer is not None:
+                observer_pos = np.asarray(observer, float).reshape(3)
+        ref = refcats.resolve(abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
+                              observer=observer_pos, store=store, centroid_error_mas=centroid_error)
+        if rec is not None:
+            rec.reference = ref
+        rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
+        live = [g for g in groups if len(g.xy)]
+        near = np.zeros(len(rxy), bool)
+        for g in live:
+            near |= _in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
+        near &= np.all(np.isfinite(rxy), axis=1)
+        ridx = np.nonzero(near)[0]
+        if save_abs_catalog:
+            out = Path(abs_catalog_output_dir or ".")
+            out.mkdir(parents=True, exist_ok=True)
+            label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
+            ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
+        keep = thin(rxy[ridx], abs_separation)
+        ridx = ridx[keep]
+        rpos, rw = rxy[ridx], ref.weight[ridx]
 
-    status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
-    if len(ridx) < abs_minobj:
-        for g in live:
-            status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
-                               f"in {ref.source} over the images")
-    limit = 2.0 * (abs_searchrad + abs_tolerance)
-    transforms = {g.index: GroupTransform() for g in groups}
-    offsets: dict[int, np.ndarray] = {}
-    if len(ridx) >= abs_minobj and live:
-        common = np.zeros(2)
-        if abs_use2dhist:
-            allxy = np.concatenate([g.xy for g in live])
-            off = find_offset(allxy, rpos, abs_searchrad, abs_tolerance)
-            if off.significant:
-                common = np.array([off.dx, off.dy])
-        for g in live:
-            o = common
+        status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
+        if len(ridx) < abs_minobj:
+            for g in live:
+                status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
+                                   f"in {ref.source} over the images")
+        limit = 2.0 * (abs_searchrad + abs_tolerance)
+        transforms = {g.index: GroupTransform() for g in groups}
+        offsets: dict[int, np.ndarray] = {}
+        if len(ridx) >= abs_minobj and live:
+            common = np.zeros(2)
             if abs_use2dhist:
-                # Each group's own offset: near the common one first (a small, cheap search),
-                # over the whole search radius if that finds no significant peak.
-                own = find_offset(g.xy, rpos, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance, tuple(common))
-                if not own.significant:
-                    own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
-                if own.significant:
-                    o = np.array([own.dx, own.dy])
-            offsets[g.index] = o
-            transforms[g.index] = GroupTransform(np.eye(2), o.copy())
-    free = [g.index for g in live if g.index not in status]
-    fitted = None
-    links = Links.concat([])
-    nbrs = {g.index: [h.index for h in sorted((h for h in live if h is not g and h.index in free
-                                               and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
-            for g in live}
-    for npass in range(2):
-        if not free:
-            break
-        parts = []
-        for a in list(free):
-            g = groups[a]
-            pa = transforms[a].apply(g.xy)
-            i, j = match_pairs(pa, rpos, abs_tolerance)
-            if npass == 0:
-                chance, expected = _by_chance(len(i), len(g.xy), rpos, *_box(pa), abs_tolerance)
-                if chance:
-                    status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
-                                 f"{expected:.0f} expected at random): no common offset within abs_searchrad")
-                    free.remove(a)
-                    continue
-            parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
-        parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], abs_tolerance)
-                  for a in free for b in nbrs[a] if b > a]
-        links = Links.concat(parts)
-        nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
-        if sum(nref.values()) < abs_minobj:
+                allxy = np.concatenate([g.xy for g in live])
+                off = find_offset(allxy, rpos, abs_searchrad, abs_tolerance)
+                if off.significant:
+                    common = np.array([off.dx, off.dy])
+            for g in live:
+                o = common
+                if abs_use2dhist:
+                    # Each group's own offset: near the common one first (a small, cheap search),
+                    # over the whole search radius if that finds no significant peak.
+                    own = find_offset(g.xy, rpos, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance, tuple(common))
+                    if not own.significant:
+                        own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
+                    if own.significant:
+                        o = np.array([own.dx, own.dy])
+                offsets[g.index] = o
+                transforms[g.index] = GroupTransform(np.eye(2), o.copy())
+        free = [g.index for g in live if g.index not in status]
+        fitted = None
+        links = Links.concat([])
+        nbrs = {g.index: [h.index for h in sorted((h for h in live if h is not g and h.index in free
+                                                   and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
+                for g in live}
+        for npass in range(2):
+            if not free:
+                break
+            parts = []
+            for a in list(free):
+                g = groups[a]
+                pa = transforms[a].apply(g.xy)
+                i, j = match_pairs(pa, rpos, abs_tolerance)
+                if npass == 0:
+                    chance, expected = _by_chance(len(i), len(g.xy), rpos, *_box(pa), abs_tolerance)
+                    if chance:
+                        status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
+                                     f"{expected:.0f} expected at random): no common offset within abs_searchrad")
+                        free.remove(a)
+                        continue
+                parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
+            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], abs_tolerance)
+                      for a in free for b in nbrs[a] if b > a]
+            links = Links.concat(parts)
+            nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
+            if sum(nref.values()) < abs_minobj:
+                for a in free:
+                    status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
+                free, fitted = [], None
+                break
+            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
+                               abs_sigma, clip_accum, abs_minobj)
+            transforms.update(fitted.transforms)
+        if fitted is not None:
             for a in free:
-                status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
-            free, fitted = [], None
-            break
-        fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
-                           abs_sigma, clip_accum, abs_minobj)
-        transforms.update(fitted.transforms)
-    if fitted is not None:
-        for a in free:
-            n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
-            if n < max(abs_minobj, MIN_POINTS[abs_fitgeometry]):
-                status[a] = f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj})"
-            elif _large(fitted.transforms[a], groups[a], limit):
-                status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (abs_searchrad + abs_tolerance))"
-    res = _group_results(groups, links, fitted, status, abs_fitgeometry, "absolute", plane)
-    for rs in res.values():
-        for r in rs:
-            r.reference = {"source": ref.source, "query": ref.query, "rows": int(len(ridx)),
-                           "sha256": ref.checksum()}
-    results = _apply(groups, res, plane)
-    _report_failures(results, "absolute")
+                n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+                if n < max(abs_minobj, MIN_POINTS[abs_fitgeometry]):
+                    status[a] = f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj})"
+                elif _large(fitted.transforms[a], groups[a], limit):
+                    status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (abs_searchrad + abs_tolerance))"
+        res = _group_results(groups, links, fitted, status, abs_fitgeometry, "absolute", plane)
+        for rs in res.values():
+            for r in rs:
+                r.reference = {"source": ref.source, "query": ref.query, "rows": int(len(ridx)),
+                               "sha256": ref.checksum()}
+        results = _apply(groups, res, plane)
+        _report_failures(results, "absolute")
+    except Exception as exc:
+        _record(rec, exc)
+        raise
+    _record(rec)
     return correctors

@@ -160,7 +160,10 @@ def _parser() -> argparse.ArgumentParser:
                     "astrodb store, or a file with RA/DEC (deg) any Table.read format reads; no "
                     "absolute step without it")
     ab.add_argument("--store", metavar="URL", default=None,
-                    help="astrodb store URL for the Gaia names (default $ASTRODB_URL, else the local store)")
+                    help="astrodb store URL for the Gaia names (default $ASTRODB_URL, else the local store); "
+                    "the runs are recorded in its provenance tables")
+    ab.add_argument("--no-provenance", dest="provenance", action="store_false",
+                    help="do not record the runs in the store's provenance tables")
     for name, text in _ABS_OPTIONS.items():
         _add_option(ab, name, _ABS, text)
     return p
@@ -440,11 +443,13 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
     if do_rel:
         progress(f"relative alignment of {len(images)} image(s) in {ngroups} group(s)")
         kw = {k: getattr(args, k) for k in _REL_OPTIONS}
+        if args.store is not None or store is not None:  # a store records the run's provenance
+            kw.update(store=store if store is not None else args.store, provenance=args.provenance)
         _run_step(images, "relative", relative_align, correctors, kw)
     if args.abs_refcat:
         kw = {k: getattr(args, k) for k in _ABS_OPTIONS if k != "epoch"}
         kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, store=store,
-                  abs_catalog_output_dir=str(outdir))
+                  abs_catalog_output_dir=str(outdir), provenance=args.provenance)
         if args.epoch is not None:
             runs = [(args.epoch, images)]
         elif refcats.is_store_name(args.abs_refcat):

@@ -32,6 +32,9 @@ class Image:
     corners_dec: np.ndarray
     xy: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # plane arcsec
     corners: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
+    x: np.ndarray = field(default_factory=lambda: np.empty(0))         # pixels of the rows used
+    y: np.ndarray = field(default_factory=lambda: np.empty(0))
+    catalog_rows: int = 0                                              # rows in the bounding box
 
 
 @dataclass
@@ -100,7 +103,7 @@ def load_images(correctors) -> list[Image]:
         good = np.isfinite(ra) & np.isfinite(dec)
         cra, cdec = _corners(c, (x[ok], y[ok]))
         images.append(Image(i, c, name, meta.get("group_id"), rows[good], ra[good], dec[good], w[ok][good],
-                            cra, cdec))
+                            cra, cdec, x=x[ok][good], y=y[ok][good], catalog_rows=len(cat)))
     return images
 
 

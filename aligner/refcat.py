@@ -38,8 +38,10 @@ class Reference:
     query: dict                  # how it was obtained (for provenance)
 
     def checksum(self) -> str:
-        """sha256 of the positions and weights used (reproducibility check)."""
+        """sha256 of the rows used: source ids (when known), positions at the epoch and weights."""
         h = hashlib.sha256()
+        if "source_id" in self.table.colnames:
+            h.update(np.ascontiguousarray(self.table["source_id"], dtype="<i8").tobytes())
         for a in (self.ra, self.dec, self.weight):
             h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
         return h.hexdigest()

@@ -36,6 +36,8 @@ class FitResult:
     nref: int = 0                            # of which to the reference catalog
     matched_input_idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
     matched_ref_idx: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))
+    matched_ref_image: np.ndarray = field(default_factory=lambda: np.empty(0, np.intp))  # -1: reference catalog
+    nclipped: int = 0                        # links of the image dropped by sigma clipping
     plane_center: tuple[float, float] = (0.0, 0.0)
     center: tuple[float, float] = (0.0, 0.0)  # group centre in the plane (arcsec)
     reference: dict | None = None            # absolute step: the reference catalog used (source, query, sha256)
@@ -52,7 +54,8 @@ class FitResult:
                 "<rot>": self.rotation, "proper_rot": self.rotation, "scale": (self.scale, self.scale),
                 "<scale>": self.scale, "skew": self.skew, "rmse": self.rmse, "mae": self.mae,
                 "nmatches": self.nmatches, "matched_input_idx": self.matched_input_idx,
-                "matched_ref_idx": self.matched_ref_idx, "message": self.message,
+                "matched_ref_idx": self.matched_ref_idx, "matched_ref_image": self.matched_ref_image,
+                "nclipped": self.nclipped, "message": self.message,
                 "fit_result": self}
         return info
 

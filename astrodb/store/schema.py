@@ -8,7 +8,7 @@ first); ``sources.geog`` is a generated PostGIS geography point there, absent on
 """
 from __future__ import annotations
 
-from sqlalchemy import (BigInteger, Column, DateTime, Double, ForeignKey, Integer, MetaData,
+from sqlalchemy import (JSON, BigInteger, Column, DateTime, Double, ForeignKey, Integer, LargeBinary, MetaData,
                         SmallInteger, String, Table, Text, UniqueConstraint, Index)
 
 #: Order of the nested HEALPix index stored with every source (as in HATS' ``_healpix_29``).
@@ -94,4 +94,65 @@ sources = Table(
            comment="Gaia: 3 = ra, dec; 31 = + parallax, pm (5-p); 95 = + pseudocolour (6-p); DR1 2/5"),
     UniqueConstraint("catalog_id", "source_id", name="uq_sources_catalog_source"),
     Index("ix_sources_catalog_hpx29", "catalog_id", "hpx29"),
+)
+
+# --- provenance (migration 0004): append-only records of alignment fits -----------------------
+
+prov_runs = Table(
+    "prov_runs", metadata,
+    Column("run_id", String(36), primary_key=True, comment="UUID"),
+    Column("step", String(16), nullable=False, comment="relative or absolute"),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True), nullable=False),
+    Column("user_name", String(200)),
+    Column("host", String(200)),
+    Column("software", JSON, comment="package versions"),
+    Column("parameters", JSON, comment="every parameter, defaults explicit"),
+    Column("status", String(20), nullable=False, comment="success, partial or failed"),
+    Column("message", Text),
+    Column("n_images", Integer, nullable=False),
+    Column("n_aligned", Integer, nullable=False),
+    Column("ref_kind", String(10), comment="store, file, table or none"),
+    Column("ref_source", Text, comment="store:<catalog>, a file path, or table"),
+    Column("ref_catalog", String(200), comment="store catalog name"),
+    Column("ref_query", JSON, comment="cone, epoch, observer, ... of the reference query"),
+    Column("ref_files", JSON, comment="the store catalog's ingested files (path, sha256) then"),
+    Column("ref_rows", Integer),
+    Column("ref_sha256", String(64), comment="hash of the rows used: ids, positions, weights"),
+    Column("ref_data", LargeBinary, comment="the rows used (npz), for file and table references"),
+    Index("ix_prov_runs_started_at", "started_at"),
+    Index("ix_prov_runs_ref_catalog", "ref_catalog"),
+)
+
+prov_images = Table(
+    "prov_images", metadata,
+    Column("run_id", String(36), ForeignKey("prov_runs.run_id"), primary_key=True),
+    Column("image_index", Integer, primary_key=True),
+    Column("name", Text, nullable=False),
+    Column("group_id", Text),
+    Column("epoch", Double, comment="observation epoch, Julian year"),
+    Column("catalog_source", Text, comment="catalog file path, or table"),
+    Column("catalog_sha256", String(64), comment="of the file, or of the rows for a table"),
+    Column("catalog_rows", Integer),
+    Column("rows_used", Integer),
+    Column("catalog_data", LargeBinary, comment="rows used: row, x, y, weight (npz)"),
+    Column("wcs_kind", String(8), comment="fits or gwcs"),
+    Column("wcsinfo", JSON),
+    Column("input_wcs", LargeBinary, comment="FITS header text or ASDF"),
+    Column("output_wcs", LargeBinary, comment="as input_wcs; NULL when not aligned"),
+    Column("status", String(300), nullable=False),
+    Column("message", Text),
+    Column("fitgeometry", String(10)),
+    Column("matrix", JSON),
+    Column("shift", JSON, comment="arcsec, in the fit's tangent plane"),
+    Column("rotation", Double, comment="deg"),
+    Column("scale", Double),
+    Column("skew", Double, comment="deg"),
+    Column("rmse", Double, comment="arcsec"),
+    Column("mae", Double, comment="arcsec"),
+    Column("nmatches", Integer),
+    Column("nref", Integer),
+    Column("nclipped", Integer),
+    Column("matches", LargeBinary, comment="matched pairs (npz): input rows, partner rows, used"),
+    Index("ix_prov_images_name", "name"),
 )

@@ -293,7 +293,7 @@ def test_defaults_are_the_functions():
     # and every tweakreg parameter of the two functions is an option
     exposed = set(cli._REL_OPTIONS) | set(cli._ABS_OPTIONS)
     skip = {"correctors", "abs_refcat", "ref_wcs", "ref_wcsinfo", "abs_catalog_output_dir", "store", "observer",
-            "timeout"}
+            "timeout", "provenance"}
     for func in (aligner.relative_align, aligner.absolute_align):
         assert set(inspect.signature(func).parameters) - skip <= exposed
     assert args.abs_refcat is None and args.relative is True

@@ -1,0 +1,251 @@
+"""Recording of every alignment run in the store's append-only provenance tables.
+
+One job: gather what a run used and produced — every parameter (defaults explicit), software
+versions, user and host, each image's catalog (checksum, the rows used), input and output WCS
+(FITS header text or ASDF), the reference catalog (its source, query, files then and a hash of
+the rows used) and each fit (geometry, matrix, residuals, matched pairs, status) — and insert it
+in one transaction (``prov_runs`` + ``prov_images``, see migration 0004). Reading, verifying and
+exporting the records is :mod:`astrodb.provenance`.
+"""
+from __future__ import annotations
+
+import getpass
+import hashlib
+import io
+import json
+import os
+import platform
+import socket
+import sys
+import uuid
+from datetime import datetime, timezone
+from importlib import metadata as importlib_metadata
+
+import numpy as np
+
+PACKAGES = ("astrodb", "numpy", "scipy", "astropy", "gwcs", "tweakwcs", "asdf", "sqlalchemy")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and the packages a fit depends on."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in PACKAGES:
+        try:
+            out[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def npz_bytes(**arrays) -> bytes:
+    """Arrays -> compressed .npz bytes (a portable, exact binary record)."""
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    return buf.getvalue()
+
+
+def npz_load(data: bytes | None) -> dict[str, np.ndarray]:
+    if data is None:
+        return {}
+    with np.load(io.BytesIO(data), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+def wcs_kind(wcs) -> str:
+    return "gwcs" if hasattr(wcs, "forward_transform") else "fits"
+
+
+def serialize_wcs(wcs) -> bytes:
+    """FITS WCS -> header text (SIP included, with the image size); gwcs -> ASDF bytes."""
+    if wcs_kind(wcs) == "gwcs":
+        import asdf
+
+        buf = io.BytesIO()
+        asdf.AsdfFile({"wcs": wcs}).write_to(buf)
+        return buf.getvalue()
+    hdr = wcs.to_header(relax=True)
+    if wcs.pixel_shape is not None:
+        hdr["IMAGEW"], hdr["IMAGEH"] = wcs.pixel_shape
+    return hdr.tostring(sep="\n").encode()
+
+
+def deserialize_wcs(kind: str, data: bytes):
+    """Inverse of :func:`serialize_wcs`."""
+    if kind == "gwcs":
+        import asdf
+
+        with asdf.open(io.BytesIO(data), lazy_load=False, memmap=False) as af:
+            return af["wcs"]
+    from astropy.io import fits
+    from astropy.wcs import WCS
+
+    hdr = fits.Header.fromstring(data.decode(), sep="\n")
+    w = WCS(hdr)
+    if "IMAGEW" in hdr:
+        w.pixel_shape = (hdr["IMAGEW"], hdr["IMAGEH"])
+    return w
+
+
+def _sha256_file(path: str) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 22), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _sha256_arrays(*arrays) -> str:
+    h = hashlib.sha256()
+    for a in arrays:
+        h.update(np.ascontiguousarray(a, dtype="<f8").tobytes())
+    return h.hexdigest()
+
+
+def _jsonable(value):
+    """Parameters as JSON: numbers, strings, lists; anything else by its repr."""
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (np.integer, np.floating, np.bool_)):
+        return value.item()
+    if isinstance(value, (list, tuple, np.ndarray)):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if hasattr(value, "url") and hasattr(value, "engine"):
+        return f"store:{value.url}"
+    try:
+        from astropy.table import Table
+        if isinstance(value, Table):
+            return f"<Table of {len(value)} rows>"
+    except ImportError:  # pragma: no cover
+        pass
+    return repr(value)
+
+
+class Recorder:
+    """Collects one run's record while it runs; :meth:`write` inserts it."""
+
+    def __init__(self, step: str, parameters: dict, correctors: list, store) -> None:
+        self.run_id = str(uuid.uuid4())
+        self.step = step
+        self.started_at = datetime.now(timezone.utc)
+        self.parameters = {k: _jsonable(v) for k, v in parameters.items()}
+        self.store = store
+        self.correctors = correctors
+        # The input WCSs, before any correction.
+        self.inputs = []
+        for c in correctors:
+            try:
+                self.inputs.append((wcs_kind(c.wcs), serialize_wcs(c.wcs)))
+            except Exception as exc:  # noqa: BLE001 - a WCS we cannot serialize is recorded as such
+                self.inputs.append((wcs_kind(c.wcs), f"not serializable: {exc}".encode()))
+        self.images = None
+        self.reference = None
+        self.reference_files = None
+
+    def _catalog(self, corrector, image) -> tuple[str, str, int]:
+        cat = corrector.meta.get("catalog")
+        if isinstance(cat, (str, os.PathLike)) and os.path.isfile(os.fspath(cat)):
+            return os.fspath(cat), _sha256_file(os.fspath(cat)), int(image.catalog_rows) if image else 0
+        n = len(cat) if cat is not None and hasattr(cat, "__len__") else 0
+        if image is None:
+            return "table", "", n
+        return "table", _sha256_arrays(image.x, image.y, image.weight), n
+
+    def write(self, error: BaseException | None = None) -> str:
+        """Insert the run (also when it failed: ``error`` says why); returns its run id."""
+        import astrodb
+        from astrodb.store.schema import prov_images, prov_runs, source_files, catalogs
+        import sqlalchemy as sa
+
+        store = astrodb.connect(self.store) if isinstance(self.store, str) else self.store
+        finished = datetime.now(timezone.utc)
+        results = [c.meta.get("fit_result") if error is None or c.meta.get("fit_result") is not None else None
+                   for c in self.correctors]
+        images = {im.index: im for im in (self.images or [])}
+        rows = []
+        n_aligned = 0
+        for i, c in enumerate(self.correctors):
+            r = results[i]
+            if r is not None and r.step != self.step:
+                r = None  # a result of an earlier step: this run did not reach the image
+            im = images.get(i)
+            src, sha, nrows = self._catalog(c, im)
+            kind, inp = self.inputs[i]
+            ok = r is not None and r.status == "SUCCESS"
+            n_aligned += ok
+            status = r.status if r is not None else ("FAILED: " + str(error) if error else "FAILED: not reached")
+            rows.append({
+                "run_id": self.run_id, "image_index": i,
+                "name": str(c.meta.get("name") or f"image {i}"),
+                "group_id": None if c.meta.get("group_id") is None else str(c.meta.get("group_id")),
+                "epoch": _epoch_or_none(c.meta.get("epoch")),
+                "catalog_source": src, "catalog_sha256": sha, "catalog_rows": nrows,
+                "rows_used": 0 if im is None else len(im.rows),
+                "catalog_data": None if im is None else npz_bytes(row=im.rows, x=im.x, y=im.y, weight=im.weight),
+                "wcs_kind": kind,
+                "wcsinfo": _jsonable(getattr(c, "_wcsinfo", None)),
+                "input_wcs": inp,
+                "output_wcs": serialize_wcs(c.wcs) if ok else None,
+                "status": status[:300], "message": (r.message if r is not None else str(error or "")) or None,
+                "fitgeometry": None if r is None else r.fitgeometry,
+                "matrix": None if r is None else np.asarray(r.matrix).tolist(),
+                "shift": None if r is None else np.asarray(r.shift).tolist(),
+                "rotation": None if r is None else float(r.rotation),
+                "scale": None if r is None else float(r.scale),
+                "skew": None if r is None else float(r.skew),
+                "rmse": None if r is None or not np.isfinite(r.rmse) else float(r.rmse),
+                "mae": None if r is None or not np.isfinite(r.mae) else float(r.mae),
+                "nmatches": None if r is None else int(r.nmatches),
+                "nref": None if r is None else int(r.nref),
+                "nclipped": None if r is None else int(r.nclipped),
+                "matches": None if r is None else npz_bytes(input=r.matched_input_idx, partner=r.matched_ref_idx,
+                                                            partner_image=r.matched_ref_image),
+            })
+        n = len(self.correctors)
+        status = "failed" if error is not None or n_aligned == 0 else ("success" if all(
+            (results[i] is not None and results[i].ok) for i in range(n)) else "partial")
+        ref = self.reference
+        run = {"run_id": self.run_id, "step": self.step, "started_at": self.started_at, "finished_at": finished,
+               "user_name": _user(), "host": socket.gethostname(), "software": software_versions(),
+               "parameters": self.parameters, "status": status,
+               "message": None if error is None else f"{type(error).__name__}: {error}",
+               "n_images": n, "n_aligned": int(n_aligned), "ref_kind": "none"}
+        if ref is not None:
+            run.update(ref_kind=ref.query.get("kind", "table"), ref_source=ref.source,
+                       ref_catalog=ref.query.get("catalog"), ref_query=_jsonable(ref.query),
+                       ref_rows=int(len(ref.ra)), ref_sha256=ref.checksum(),
+                       ref_data=None if ref.query.get("kind") == "store" else npz_bytes(
+                           ra=ref.ra, dec=ref.dec, weight=ref.weight))
+            if ref.query.get("kind") == "store":
+                with store.engine.connect() as conn:
+                    files = conn.execute(sa.select(source_files.c.path, source_files.c.sha256)
+                                         .join(catalogs, catalogs.c.id == source_files.c.catalog_id)
+                                         .where(catalogs.c.name == ref.query["catalog"])
+                                         .order_by(source_files.c.id)).all()
+                run["ref_files"] = [[p, h] for p, h in files]
+            elif ref.query.get("kind") == "file":
+                run["ref_files"] = [[ref.source, _sha256_file(ref.source)]]
+        store._require_schema()
+        with store.engine.begin() as conn:
+            conn.execute(prov_runs.insert().values(**run))
+            if rows:
+                conn.execute(prov_images.insert(), rows)
+        return self.run_id
+
+
+def _epoch_or_none(value) -> float | None:
+    if value is None:
+        return None
+    try:
+        from astrodb.epoch import to_julian_year
+        return float(to_julian_year(value))
+    except (ValueError, TypeError):
+        return None
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except Exception:  # noqa: BLE001 - no login name in some containers
+        return str(os.getuid()) if hasattr(os, "getuid") else "unknown"
