@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .catalogs import filter_catalog_by_bounding_box, image_sources, read_table
+from .catalogs import image_sources, read_table
 from .errors import CatalogError
 from .match import thin
 from .plane import TangentPlane
@@ -24,7 +24,7 @@ class Image:
     corrector: object
     name: str
     group_id: object
-    rows: np.ndarray          # rows of the catalog used
+    rows: np.ndarray          # rows of the catalog used (0-based, in the catalog as given)
     ra: np.ndarray
     dec: np.ndarray
     weight: np.ndarray
@@ -34,7 +34,7 @@ class Image:
     corners: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))
     x: np.ndarray = field(default_factory=lambda: np.empty(0))         # pixels of the rows used
     y: np.ndarray = field(default_factory=lambda: np.empty(0))
-    catalog_rows: int = 0                                              # rows in the bounding box
+    catalog_rows: int = 0                                              # rows in the catalog
 
 
 @dataclass
@@ -94,9 +94,12 @@ def load_images(correctors) -> list[Image]:
             raise CatalogError(f"corrector {i} has no meta['catalog'] (a Table of x/y sources)")
         name = str(meta.get("name") or f"image {i}")
         cat = read_table(meta["catalog"], f"catalog of {name}")
-        cat = filter_catalog_by_bounding_box(cat, _bbox(c))
         x, y, w = image_sources(cat, f"catalog of {name}")
         ok = np.isfinite(x) & np.isfinite(y)
+        bb = _bbox(c)
+        if bb is not None:  # as filter_catalog_by_bounding_box, keeping the catalog's row numbers
+            (x0, x1), (y0, y1) = bb
+            ok &= (x > x0) & (x < x1) & (y > y0) & (y < y1)
         rows = np.nonzero(ok)[0]
         ra, dec = c.det_to_world(x[ok], y[ok]) if ok.any() else (np.empty(0), np.empty(0))
         ra, dec = np.asarray(ra, float), np.asarray(dec, float)

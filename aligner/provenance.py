@@ -146,7 +146,8 @@ class Recorder:
     def _catalog(self, corrector, image) -> tuple[str, str, int]:
         cat = corrector.meta.get("catalog")
         if isinstance(cat, (str, os.PathLike)) and os.path.isfile(os.fspath(cat)):
-            return os.fspath(cat), _sha256_file(os.fspath(cat)), int(image.catalog_rows) if image else 0
+            path = os.path.abspath(os.fspath(cat))
+            return path, _sha256_file(path), int(image.catalog_rows) if image else 0
         n = len(cat) if cat is not None and hasattr(cat, "__len__") else 0
         if image is None:
             return "table", "", n
@@ -173,6 +174,7 @@ class Recorder:
             src, sha, nrows = self._catalog(c, im)
             kind, inp = self.inputs[i]
             ok = r is not None and r.status == "SUCCESS"
+            fitted = r is not None and r.ok   # a failed fit records no geometry, not an identity
             n_aligned += ok
             status = r.status if r is not None else ("FAILED: " + str(error) if error else "FAILED: not reached")
             rows.append({
@@ -186,14 +188,15 @@ class Recorder:
                 "wcs_kind": kind,
                 "wcsinfo": _jsonable(getattr(c, "_wcsinfo", None)),
                 "input_wcs": inp,
-                "output_wcs": serialize_wcs(c.wcs) if ok else None,
+                # The reference image of a relative run keeps its WCS: recorded as its output too.
+                "output_wcs": serialize_wcs(c.wcs) if fitted else None,
                 "status": status[:300], "message": (r.message if r is not None else str(error or "")) or None,
                 "fitgeometry": None if r is None else r.fitgeometry,
-                "matrix": None if r is None else np.asarray(r.matrix).tolist(),
-                "shift": None if r is None else np.asarray(r.shift).tolist(),
-                "rotation": None if r is None else float(r.rotation),
-                "scale": None if r is None else float(r.scale),
-                "skew": None if r is None else float(r.skew),
+                "matrix": np.asarray(r.matrix).tolist() if fitted else None,
+                "shift": np.asarray(r.shift).tolist() if fitted else None,
+                "rotation": float(r.rotation) if fitted else None,
+                "scale": float(r.scale) if fitted else None,
+                "skew": float(r.skew) if fitted else None,
                 "rmse": None if r is None or not np.isfinite(r.rmse) else float(r.rmse),
                 "mae": None if r is None or not np.isfinite(r.mae) else float(r.mae),
                 "nmatches": None if r is None else int(r.nmatches),
@@ -212,7 +215,8 @@ class Recorder:
                "message": None if error is None else f"{type(error).__name__}: {error}",
                "n_images": n, "n_aligned": int(n_aligned), "ref_kind": "none"}
         if ref is not None:
-            run.update(ref_kind=ref.query.get("kind", "table"), ref_source=ref.source,
+            source = os.path.abspath(ref.source) if ref.query.get("kind") == "file" else ref.source
+            run.update(ref_kind=ref.query.get("kind", "table"), ref_source=source,
                        ref_catalog=ref.query.get("catalog"), ref_query=_jsonable(ref.query),
                        ref_rows=int(len(ref.ra)), ref_sha256=ref.checksum(),
                        ref_data=None if ref.query.get("kind") == "store" else npz_bytes(
@@ -225,7 +229,7 @@ class Recorder:
                                          .order_by(source_files.c.id)).all()
                 run["ref_files"] = [[p, h] for p, h in files]
             elif ref.query.get("kind") == "file":
-                run["ref_files"] = [[ref.source, _sha256_file(ref.source)]]
+                run["ref_files"] = [[source, _sha256_file(source)]]
         store._require_schema()
         with store.engine.begin() as conn:
             conn.execute(prov_runs.insert().values(**run))

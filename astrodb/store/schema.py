@@ -98,6 +98,9 @@ sources = Table(
 
 # --- provenance (migration 0004): append-only records of alignment fits -----------------------
 
+# Python None -> SQL NULL (not the JSON literal null), so "IS NULL" finds what is missing.
+_JSON = JSON(none_as_null=True)
+
 prov_runs = Table(
     "prov_runs", metadata,
     Column("run_id", String(36), primary_key=True, comment="UUID"),
@@ -106,8 +109,8 @@ prov_runs = Table(
     Column("finished_at", DateTime(timezone=True), nullable=False),
     Column("user_name", String(200)),
     Column("host", String(200)),
-    Column("software", JSON, comment="package versions"),
-    Column("parameters", JSON, comment="every parameter, defaults explicit"),
+    Column("software", _JSON, comment="package versions"),
+    Column("parameters", _JSON, comment="every parameter, defaults explicit"),
     Column("status", String(20), nullable=False, comment="success, partial or failed"),
     Column("message", Text),
     Column("n_images", Integer, nullable=False),
@@ -115,8 +118,8 @@ prov_runs = Table(
     Column("ref_kind", String(10), comment="store, file, table or none"),
     Column("ref_source", Text, comment="store:<catalog>, a file path, or table"),
     Column("ref_catalog", String(200), comment="store catalog name"),
-    Column("ref_query", JSON, comment="cone, epoch, observer, ... of the reference query"),
-    Column("ref_files", JSON, comment="the store catalog's ingested files (path, sha256) then"),
+    Column("ref_query", _JSON, comment="cone, epoch, observer, ... of the reference query"),
+    Column("ref_files", _JSON, comment="the store catalog's ingested files (path, sha256) then"),
     Column("ref_rows", Integer),
     Column("ref_sha256", String(64), comment="hash of the rows used: ids, positions, weights"),
     Column("ref_data", LargeBinary, comment="the rows used (npz), for file and table references"),
@@ -137,14 +140,14 @@ prov_images = Table(
     Column("rows_used", Integer),
     Column("catalog_data", LargeBinary, comment="rows used: row, x, y, weight (npz)"),
     Column("wcs_kind", String(8), comment="fits or gwcs"),
-    Column("wcsinfo", JSON),
+    Column("wcsinfo", _JSON),
     Column("input_wcs", LargeBinary, comment="FITS header text or ASDF"),
     Column("output_wcs", LargeBinary, comment="as input_wcs; NULL when not aligned"),
     Column("status", String(300), nullable=False),
     Column("message", Text),
     Column("fitgeometry", String(10)),
-    Column("matrix", JSON),
-    Column("shift", JSON, comment="arcsec, in the fit's tangent plane"),
+    Column("matrix", _JSON),
+    Column("shift", _JSON, comment="arcsec, in the fit's tangent plane"),
     Column("rotation", Double, comment="deg"),
     Column("scale", Double),
     Column("skew", Double, comment="deg"),
@@ -153,6 +156,6 @@ prov_images = Table(
     Column("nmatches", Integer),
     Column("nref", Integer),
     Column("nclipped", Integer),
-    Column("matches", LargeBinary, comment="matched pairs (npz): input rows, partner rows, used"),
+    Column("matches", LargeBinary, comment="matched pairs used by the fit (npz): input rows, partner rows, partner images"),
     Index("ix_prov_images_name", "name"),
 )

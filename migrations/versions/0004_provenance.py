@@ -86,7 +86,7 @@ def upgrade() -> None:
         sa.Column("nmatches", sa.Integer),
         sa.Column("nref", sa.Integer),
         sa.Column("nclipped", sa.Integer),
-        sa.Column("matches", sa.LargeBinary, comment="matched pairs (npz): input rows, partner rows, used"),
+        sa.Column("matches", sa.LargeBinary, comment="matched pairs used by the fit (npz): input rows, partner rows, partner images"),
     )
     op.create_index("ix_prov_images_name", "prov_images", ["name"])
     op.execute(VIEW)

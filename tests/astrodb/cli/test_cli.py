@@ -105,6 +105,10 @@ def test_demo_finds_barnards_star_at_both_epochs(capsys, url):
     assert code == 0, err
     assert "117955 rows ingested into catalog 'hip'" in out
     assert out.count("\n    87937 ") == 2  # one row at each epoch
+    # The alignment part: every image aligned to a fraction of a mas, the run reproduces.
+    rows = [line.split() for line in out.splitlines() if line.startswith("image_")]
+    assert len(rows) == 4 and all(r[-1] == "SUCCESS" and float(r[4]) < 1.0 < float(r[2]) for r in rows), out
+    assert ": reproduces (largest WCS difference" in out
     # Second run: the catalog is already there.
     code, out, _ = run(capsys, "--store", url, "demo")
     assert code == 0 and "already in the store" in out

@@ -154,3 +154,14 @@ def test_cli_ingest_gaia_exit_status(capsys, db_factory, tmp_path):
     assert "1 already loaded, 1 failed" in out and "GaiaSource_000-000-001.csv.gz" in out
     main(["--store", url, "catalogs"])
     assert "gaia_dr1" in capsys.readouterr().out
+
+
+def test_parallel_loads_give_the_same_catalog(db_factory, dr3_dir):
+    # jobs=2: files are read in worker processes and, on PostgreSQL, COPYed on two connections.
+    store = db_factory.store()
+    report = store.ingest_gaia(dr3_dir, "dr3", jobs=2, progress=False)
+    assert report.ok and report.count("loaded") == 3
+    n = sum(read_gaia_file(f).n for f in sorted(dr3_dir.glob("GaiaSource_*.csv.gz")))
+    assert _counts(store, "gaia_dr3") == (n, n, 3)
+    assert store.ingest_gaia(dr3_dir, "dr3", jobs=2, progress=False).count("skipped") == 3
+    store.close()

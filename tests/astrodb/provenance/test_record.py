@@ -67,7 +67,8 @@ def test_failed_runs_are_recorded_with_why(db_factory, scene):
     assert bad["status"] == "failed" and "separation" in bad["message"]
     assert few["status"] == "failed" and "minobj" in few["message"]
     assert all(r["status"].startswith("FAILED") or r["status"] == "REFERENCE" for r in _images(store, few["run_id"]))
-    assert all(r["output_wcs"] is None for r in _images(store, few["run_id"]))
+    assert all((r["output_wcs"] is None) == r["status"].startswith("FAILED") for r in _images(store, few["run_id"]))
+    assert all(r["matrix"] is None for r in _images(store, few["run_id"]) if r["status"].startswith("FAILED"))
     store.close()
 
 

@@ -1,0 +1,45 @@
+"""Audits of the alignment provenance the aligner records in the store (``prov_runs``,
+``prov_images``; written by :mod:`aligner.provenance`, append-only).
+
+>>> from astrodb import provenance
+>>> provenance.list_runs(store, image="jw02738_nrca1", since="2026-01-01")
+>>> provenance.show_run(store, "3f2a")                 # a unique run id prefix is enough
+>>> provenance.image_history(store, "jw02738_nrca1")   # every fit of one image, WCS lineage
+>>> provenance.runs_using_file(store, "GaiaSource_000000-003111.csv.gz")
+>>> provenance.stale_runs(store)                       # references changed since
+>>> provenance.export_prov(store, "3f2a", "prov-json")  # W3C PROV
+>>> provenance.plot_run(store, "3f2a", "fit.png")       # residual vectors and histograms
+
+``verify_run`` (re-run a recorded alignment) is in :mod:`astrodb.provenance.verify`. The SQL
+views for one-query audits in psql are described in docs/provenance.md.
+"""
+from .audit import (RunNotFoundError, image_history, list_fits, list_runs, resolve_run_id, runs_using_file,
+                    show_run, stale_runs)
+
+
+def export_prov(store, run_id: str, fmt: str = "prov-json") -> str:
+    """W3C PROV of one run (see :func:`astrodb.provenance.export.export_prov`)."""
+    from .export import export_prov as _export
+    return _export(store, run_id, fmt)
+
+
+def plot_run(store, run_id: str, path, **kwargs):
+    """Residual plots of one run (see :func:`astrodb.provenance.plot.plot_run`)."""
+    from .plot import plot_run as _plot
+    return _plot(store, run_id, path, **kwargs)
+
+
+def fit_residuals(store, run_id: str):
+    """Residuals of every matched pair of one run (see :func:`astrodb.provenance.plot.fit_residuals`)."""
+    from .plot import fit_residuals as _res
+    return _res(store, run_id)
+
+
+def verify_run(store, run_id: str, **kwargs):
+    """Re-run a recorded alignment and compare (see :mod:`astrodb.provenance.verify`)."""
+    from .verify import verify_run as _verify
+    return _verify(store, run_id, **kwargs)
+
+
+__all__ = ["RunNotFoundError", "list_runs", "list_fits", "show_run", "image_history", "runs_using_file",
+           "stale_runs", "resolve_run_id", "export_prov", "plot_run", "fit_residuals", "verify_run"]
