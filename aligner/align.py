@@ -99,15 +99,34 @@ def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, to
     return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
 
 
-def _by_chance(n_matched: int, n_src: int, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
                tolerance: float) -> tuple[bool, float]:
     """Are ``n_matched`` one-to-one matches within ``tolerance`` no more than chance would give
-    between ``n_src`` sources and the reference points over the box (lo, hi)? Returns
+    between the sources ``src_xy`` and the reference points over the box (lo, hi)? Returns
     (True if not significant, the expected number of chance matches)."""
-    area = float(np.prod(np.maximum(hi - lo, tolerance)))
-    n_ref = int(np.count_nonzero(_in_box(ref_xy, lo, hi, 0.0)))
-    expected = n_src * n_ref / area * math.pi * tolerance ** 2
-    return n_matched < expected + 5.0 * math.sqrt(expected + 1.0), expected
+    inside = ref_xy[_in_box(ref_xy, lo, hi, 0.0)]
+    if not len(inside):
+        return n_matched == 0, 0.0
+    # Where the reference points are (a partial overlap must not dilute the density) and the
+    # sources that could meet them there.
+    rlo, rhi = inside.min(axis=0), inside.max(axis=0)
+    area = float(np.prod(np.maximum(rhi - rlo, tolerance)))
+    n_src = int(np.count_nonzero(_in_box(src_xy, rlo, rhi, tolerance)))
+    # Each source has a reference point within the tolerance by chance with probability
+    # p = 1 - exp(-density * pi * tolerance^2) (Poisson); the count is binomial.
+    p = -math.expm1(-len(inside) / area * math.pi * tolerance ** 2)
+    expected = n_src * p
+    return n_matched < expected + 5.0 * math.sqrt(n_src * p * (1.0 - p) + 1.0), expected
+
+
+def _rematch_radius(fitted, tolerance: float) -> float:
+    """Matching radius of the pass after a fit: ten times the median residual of the links it
+    used (true pairs sit in a core a few mas wide; chance pairs within ``tolerance`` spread over
+    the whole disc, and in crowded fields they are many), never more than ``tolerance``."""
+    norm = np.hypot(*fitted.residuals[fitted.used].T)
+    if len(norm) == 0:
+        return tolerance
+    return float(min(tolerance, max(10.0 * np.median(norm), 1e-3)))
 
 
 def _large(t: GroupTransform, g: Group, limit: float) -> bool:
@@ -329,13 +348,17 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
             rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
             guess = (xoffset, yoffset)
-            off = find_offset(g.xy, rxy, searchrad, tolerance, guess) if use2dhist else None
+            # The offset from every source (as tweakwcs: thinning by separation is for the
+            # matching; in dense fields it leaves the two lists few stars in common).
+            rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in near])
+            rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
+            off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
             shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
             i, j = match_pairs(g.xy + shift, rxy, tolerance)
             if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
                 status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
                 continue
-            chance, expected = _by_chance(len(i), len(g.xy), rxy, g.lo, g.hi, tolerance)
+            chance, expected = _by_chance(len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
             if chance:
                 status[g.index] = (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected "
                                    "at random): no common offset within searchrad")
@@ -358,13 +381,15 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         free = [g.index for g in placed if g is not ref]
         fitted = None
         links = Links.concat([])
+        radius = tolerance
         for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
-            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], tolerance)
+            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius)
                      for a in free for b in neighbours[a]]
             links = Links.concat(parts)
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
                                clip_accum, minobj)
             transforms.update(fitted.transforms)
+            radius = _rematch_radius(fitted, tolerance)
         for a in free:
             n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
             if n < max(minobj, MIN_POINTS[fitgeometry]):
@@ -503,6 +528,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             out.mkdir(parents=True, exist_ok=True)
             label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
             ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
+        rall = rxy[ridx]  # before thinning: for the offsets
         keep = thin(rxy[ridx], abs_separation)
         ridx = ridx[keep]
         rpos, rw = rxy[ridx], ref.weight[ridx]
@@ -518,8 +544,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         if len(ridx) >= abs_minobj and live:
             common = np.zeros(2)
             if abs_use2dhist:
-                allxy = np.concatenate([g.xy for g in live])
-                off = find_offset(allxy, rpos, abs_searchrad, abs_tolerance)
+                allxy = np.concatenate([g.xy_all for g in live])
+                off = find_offset(allxy, rall, abs_searchrad, abs_tolerance)
                 if off.significant:
                     common = np.array([off.dx, off.dy])
             for g in live:
@@ -527,9 +553,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 if abs_use2dhist:
                     # Each group's own offset: near the common one first (a small, cheap search),
                     # over the whole search radius if that finds no significant peak.
-                    own = find_offset(g.xy, rpos, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance, tuple(common))
+                    own = find_offset(g.xy_all, rall, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance,
+                                      tuple(common))
                     if not own.significant:
-                        own = find_offset(g.xy, rpos, abs_searchrad, abs_tolerance)
+                        own = find_offset(g.xy_all, rall, abs_searchrad, abs_tolerance)
                     if own.significant:
                         o = np.array([own.dx, own.dy])
                 offsets[g.index] = o
@@ -540,6 +567,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         nbrs = {g.index: [h.index for h in sorted((h for h in live if h is not g and h.index in free
                                                    and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
                 for g in live}
+        radius = abs_tolerance
         for npass in range(2):
             if not free:
                 break
@@ -547,16 +575,16 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             for a in list(free):
                 g = groups[a]
                 pa = transforms[a].apply(g.xy)
-                i, j = match_pairs(pa, rpos, abs_tolerance)
+                i, j = match_pairs(pa, rpos, radius)
                 if npass == 0:
-                    chance, expected = _by_chance(len(i), len(g.xy), rpos, *_box(pa), abs_tolerance)
+                    chance, expected = _by_chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
                     if chance:
                         status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
                                      f"{expected:.0f} expected at random): no common offset within abs_searchrad")
                         free.remove(a)
                         continue
                 parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
-            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], abs_tolerance)
+            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius)
                       for a in free for b in nbrs[a] if b > a]
             links = Links.concat(parts)
             nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
@@ -568,6 +596,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
                                abs_sigma, clip_accum, abs_minobj)
             transforms.update(fitted.transforms)
+            radius = _rematch_radius(fitted, abs_tolerance)
         if fitted is not None:
             for a in free:
                 n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))

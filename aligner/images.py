@@ -50,6 +50,7 @@ class Group:
     row: np.ndarray           # the source's row in that image's catalog
     lo: np.ndarray            # bounding box of the footprints in the plane (arcsec)
     hi: np.ndarray
+    xy_all: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # before thinning (offsets)
 
     @property
     def center(self) -> np.ndarray:
@@ -141,5 +142,6 @@ def make_groups(images: list[Image], separation: float, *, one_group: bool = Fal
         keep = np.concatenate([thin(m.xy, separation) for m in members])
         pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
         lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
-        groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi))
+        groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi,
+                            xy_all=xy))
     return groups

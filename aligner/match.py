@@ -2,8 +2,8 @@
 
 Three steps, each vectorized (scipy's cKDTree for the neighbour searches):
 
-1. :func:`thin` keeps one source (the lowest-y, as tweakwcs) of each cluster of sources closer
-   than ``separation`` to each other in one list. The aligner thins each *image* separately, so
+1. :func:`thin` drops sources that have another one closer than ``separation`` (in crowded
+   lists, those closer than that to an already kept one, sweeping in y as tweakwcs). The aligner thins each *image* separately, so
    two detections of one star in overlapping exposures are never thinned against each other:
    tweakwcs thins the merged catalog of all images, where keeping the lowest-y copy of a star
    seen k times biases the fit (0.6 / 1.9 / 3.1 mas for k = 2 / 8 / 32, notes/anchors.md).
@@ -19,8 +19,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 from scipy.spatial import cKDTree
 
 # Cap on the number of pair offsets put in the 2D histogram (~0.1 s): a few thousand sources'
@@ -28,24 +26,63 @@ from scipy.spatial import cKDTree
 _MAX_PAIRS = 500_000
 
 
+#: Below this fraction of isolated sources, :func:`thin` falls back to tweakwcs' sweep.
+MIN_ISOLATED_FRACTION = 1.0 / 3.0
+
+
 def thin(xy: np.ndarray, separation: float) -> np.ndarray:
-    """Boolean mask keeping, of each cluster of points of ``xy`` (n, 2) linked by distances below
-    ``separation``, only the one with the lowest y (then lowest index); isolated points stay."""
-    keep = np.ones(len(xy), bool)
-    if len(xy) < 2 or separation <= 0:
-        return keep
+    """Boolean mask of the points of ``xy`` (n, 2) used for matching.
+
+    Points with another one closer than ``separation`` are ambiguous and all dropped: the same
+    stars are then kept in every image and in the reference, so nearly every match is a true
+    one. In crowded lists, where that would keep fewer than ``MIN_ISOLATED_FRACTION`` of the
+    points, tweakwcs' rule is used instead (:func:`sweep`: the lowest-y point kept, its
+    neighbours within ``separation`` dropped, and so on): smaller ``separation``/``tolerance``
+    suit such fields better (the 2D-histogram offset uses every point either way).
+    """
+    n = len(xy)
+    if n < 2 or separation <= 0:
+        return np.ones(n, bool)
     pairs = cKDTree(xy).query_pairs(separation, output_type="ndarray")
+    alone = np.ones(n, bool)
+    alone[pairs.ravel()] = False
+    if alone.mean() >= MIN_ISOLATED_FRACTION:
+        return alone
+    return sweep(xy, separation, pairs)
+
+
+def sweep(xy: np.ndarray, separation: float, pairs: np.ndarray | None = None) -> np.ndarray:
+    """Boolean mask of the points of ``xy`` (n, 2) kept by a sweep in y: the lowest-y point is
+    kept, every point closer than ``separation`` to a kept one is dropped, and so on (tweakwcs'
+    rule; ties by index).
+
+    Computed without a Python loop over points: the lexicographically-first maximal independent
+    set by rounds — a point is kept once no undecided neighbour comes before it, and its later
+    neighbours are then dropped — which gives exactly the sequential sweep's result.
+    """
+    n = len(xy)
+    keep = np.ones(n, bool)
+    if n < 2 or separation <= 0:
+        return keep
+    if pairs is None:
+        pairs = cKDTree(xy).query_pairs(separation, output_type="ndarray")
     if len(pairs) == 0:
         return keep
-    n = len(xy)
-    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
-    _, label = connected_components(graph, directed=False)
-    members = np.unique(pairs)
-    order = members[np.lexsort((members, xy[members, 1], label[members]))]
-    first = np.r_[True, label[order][1:] != label[order][:-1]]
-    keep[members] = False
-    keep[order[first]] = True
-    return keep
+    rank = np.empty(n, np.intp)
+    rank[np.lexsort((np.arange(n), xy[:, 1]))] = np.arange(n)
+    a, b = pairs[:, 0], pairs[:, 1]
+    swap = rank[a] > rank[b]
+    a, b = np.where(swap, b, a), np.where(swap, a, b)      # a comes before b
+    state = np.zeros(n, np.int8)                            # 0 undecided, 1 kept, 2 dropped
+    while len(a):
+        blocked = np.zeros(n, bool)
+        blocked[b] = True                                   # an undecided earlier neighbour exists
+        kept_now = (state == 0) & ~blocked
+        state[kept_now] = 1
+        state[b[kept_now[a]]] = 2
+        live = (state[a] == 0) & (state[b] == 0)
+        a, b = a[live], b[live]
+    return state != 2
 
 
 @dataclass
@@ -107,8 +144,13 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
         near = np.hypot(*(d - est).T) < radius
         n_bg = density * math.pi * radius ** 2
         n = int(near.sum())
-        if n - n_bg >= 1:
-            est = est + (d[near] - est).sum(axis=0) / (n - min(n_bg, n - 1))
+        signal = n - n_bg
+        if signal < 3.0 * math.sqrt(n_bg + 1.0):
+            break  # no clear excess over chance pairs here: keep the histogram's estimate
+        step = (d[near] - est).sum(axis=0) / signal
+        if np.hypot(*step) > radius:  # never jump out of the window
+            break
+        est = est + step
     near = np.hypot(*(d - est).T) < tolerance
     peak = int(near.sum())
     # Chance pairs in a disc of radius tolerance.

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from aligner.match import find_offset, match_pairs, thin
+from aligner.match import find_offset, match_pairs, sweep, thin
 
 
 def _field(n=3000, size=200.0, seed=0):
@@ -12,10 +12,24 @@ def _field(n=3000, size=200.0, seed=0):
     return rng.uniform(-size / 2, size / 2, (n, 2)), rng
 
 
-def test_thin_keeps_the_lowest_y_of_each_close_cluster():
-    xy = np.array([[0.0, 0.2], [0.5, 0.0], [5.0, 5.0], [10.0, 10.9], [10.0, 10.0], [10.5, 11.6]])
-    assert thin(xy, 1.0).tolist() == [False, True, True, False, True, False]
+def test_thin_drops_ambiguous_sources_and_sweeps_in_crowded_lists():
+    xy = np.array([[0.0, 0.2], [0.5, 0.0], [5.0, 5.0], [10.0, 10.9], [10.0, 10.0], [10.5, 11.6],
+                   [20.0, 20.0], [30.0, 30.0], [40.0, 40.0], [50.0, 50.0]])
+    assert thin(xy, 1.0).tolist() == [False, False, True, False, False, False, True, True, True, True]
+    # Sweep: (10, 10.9) goes with the kept (10, 10); (10.5, 11.6) is 1.7 from it: kept, though
+    # 0.86 from the dropped one.
+    assert sweep(xy[:6], 1.0).tolist() == [False, True, True, False, True, True]
+    assert thin(xy[:6], 1.0).tolist() == sweep(xy[:6], 1.0).tolist()  # 1 of 6 isolated: crowded
     assert thin(xy, 0.0).all() and thin(xy[:1], 1.0).all()
+
+
+def test_thin_equals_the_sequential_sweep_on_a_dense_field():
+    rng = np.random.default_rng(0)
+    xy = rng.uniform(0, 20, (1500, 2))
+    keep = np.zeros(len(xy), bool)
+    for i in np.lexsort((np.arange(len(xy)), xy[:, 1])):  # the sweep, one point at a time
+        keep[i] = not np.any(keep & (np.hypot(*(xy - xy[i]).T) <= 1.0))
+    assert np.array_equal(sweep(xy, 1.0), keep) and 200 < keep.sum() < 400
 
 
 @pytest.mark.parametrize("true", [(0.0, 0.0), (0.1234, -0.3456), (0.175, 0.175), (1.3, -1.7), (4.9, 1.2)])
