@@ -240,6 +240,46 @@ def _record(rec, error: BaseException | None = None) -> None:
         error.add_note(f"(its provenance record could not be written: {exc})")
 
 
+def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffset, yoffset, use2dhist, minobj,
+           fitgeometry, nclip, sigma, clip_accum, limit):
+    """First correction of group ``g`` against the placed groups ``near``: offset, matches, fit.
+
+    Returns ((transform, neighbour groups), None) or (None, the failure status)."""
+    if not near:
+        return None, "FAILED: no overlap with the images already aligned"
+    rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
+    rw = np.concatenate([p.weight for p in near])
+    rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
+    rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
+    box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
+    rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
+    guess = (xoffset, yoffset)
+    # The offset from every source (as tweakwcs: thinning by separation is for the matching;
+    # in dense fields it leaves the two lists few stars in common).
+    rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in near])
+    rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
+    off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
+    shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
+    i, j = match_pairs(g.xy + shift, rxy, tolerance)
+    if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
+        return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
+    chance, expected = _by_chance(len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
+    if chance:
+        return None, (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected at "
+                      "random): no common offset within searchrad")
+    first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
+                  1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
+    f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
+    t = f.transforms[g.index]
+    if _large(t, g, limit):
+        return None, (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
+                      "probably mismatched sources")
+    # Links to the groups it overlaps most, for the joint fit.
+    counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
+    nbrs = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS] if counts[k] > 0]
+    return (t, nbrs), None
+
+
 # --- relative ---------------------------------------------------------------------------------
 
 def relative_align(correctors: list, searchrad: float = 2.0, separation: float = 1.0, use2dhist: bool = True,
@@ -270,7 +310,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         The first group is the reference and groups are aligned in the given order.
     expand_refcat : bool
         Match each group against the sources of every group already placed, not only the
-        reference group's.
+        reference group's. Without it, a group that does not overlap the reference group enough
+        is still matched against the groups placed before it (stcal fails such a group).
     minobj : int
         Fewest matches a group needs.
     fitgeometry : {'shift', 'rshift', 'rscale', 'general'}
@@ -335,48 +376,21 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             else:
                 g = max(pending, key=lambda c: max(c.overlap(p, searchrad) for p in placed))
                 pending.remove(g)
-            pool = placed if expand_refcat else [ref]
-            near = [p for p in pool if g.overlap(p, searchrad) > 0]
-            if not near:
-                status[g.index] = "FAILED: no overlap with the reference" + (" or aligned images" if expand_refcat else
-                                                                             " image (try expand_refcat=True)")
-                continue
-            rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
-            rw = np.concatenate([p.weight for p in near])
-            rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
-            rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
-            box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
-            rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
-            guess = (xoffset, yoffset)
-            # The offset from every source (as tweakwcs: thinning by separation is for the
-            # matching; in dense fields it leaves the two lists few stars in common).
-            rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in near])
-            rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
-            off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
-            shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
-            i, j = match_pairs(g.xy + shift, rxy, tolerance)
-            if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
-                status[g.index] = f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
-                continue
-            chance, expected = _by_chance(len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
-            if chance:
-                status[g.index] = (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected "
-                                   "at random): no common offset within searchrad")
-                continue
-            first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
-                          1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
-            f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
-            t = f.transforms[g.index]
-            if _large(t, g, limit):
-                status[g.index] = (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
-                                   "probably mismatched sources")
-                continue
-            transforms[g.index] = t
-            # Links to the groups it overlaps most (placed ones), for the joint fit.
-            counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
-            neighbours[g.index] = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS]
-                                   if counts[k] > 0]
-            placed.append(g)
+            # Against the reference group (or, with expand_refcat, every group placed); a group
+            # that does not overlap the reference group enough is matched against the groups
+            # already placed instead, so chains of overlapping exposures align (stcal fails them).
+            pools = [placed] if expand_refcat else [[ref], placed]
+            failure = None
+            for pool in pools:
+                near = [p for p in pool if g.overlap(p, searchrad) > 0]
+                placed_now, failure = _place(g, near, transforms, searchrad, tolerance, xoffset, yoffset, use2dhist,
+                                             minobj, fitgeometry, nclip, sigma, clip_accum, limit)
+                if placed_now is not None:
+                    transforms[g.index], neighbours[g.index] = placed_now
+                    placed.append(g)
+                    break
+            else:
+                status[g.index] = failure
 
         free = [g.index for g in placed if g is not ref]
         fitted = None
