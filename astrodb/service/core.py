@@ -1,0 +1,147 @@
+"""The service's side of the store: settings, a read-only Store, and the limited queries every
+protocol runs (in a worker thread: the Store API is synchronous)."""
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.to_thread
+import sqlalchemy as sa
+from sqlalchemy import event
+
+from .. import connect
+from ..config import resolve_url
+from .errors import BadParameter, call_store
+from .settings import Settings
+from .rows import Rows, cone_rows
+
+log = logging.getLogger("astrodb.service")
+
+def open_read_only_store(settings: Settings):
+    """Open the store for serving: every connection is read-only (PostgreSQL
+    ``default_transaction_read_only``, SQLite ``query_only``), PostgreSQL statements time out
+    after ``statement_timeout`` and connection attempts after 5 s."""
+    url = sa.engine.make_url(resolve_url(settings.store_url))
+    if url.drivername.startswith("postgresql") and "connect_timeout" not in url.query:
+        url = url.update_query_dict({"connect_timeout": "5"})
+    store = connect(url.render_as_string(hide_password=False))
+    timeout_ms = max(1, int(settings.statement_timeout * 1000))
+
+    if store.backend == "postgresql":
+        @event.listens_for(store.engine, "connect")
+        def _pg_read_only(dbapi_conn, _record):
+            cur = dbapi_conn.cursor()
+            cur.execute("SET default_transaction_read_only = on")
+            cur.execute(f"SET statement_timeout = {timeout_ms}")
+            cur.close()
+            dbapi_conn.commit()
+    else:
+        @event.listens_for(store.engine, "connect")
+        def _sqlite_read_only(dbapi_conn, _record):
+            dbapi_conn.execute("PRAGMA query_only = ON")
+    return store
+
+
+@dataclass
+class Result:
+    rows: Rows
+    truncated: bool
+    limit: int
+
+
+@dataclass
+class Service:
+    """What the routes share: the read-only store and the limits."""
+
+    settings: Settings
+    store: object = field(default=None)
+    role_can_write: bool | None = None   # PostgreSQL: can the service's role write? (None: not known yet)
+    limiter: object = field(default=None)
+
+    @classmethod
+    def open(cls, settings: Settings) -> "Service":
+        store = open_read_only_store(settings)
+        # At most as many queries at a time as the pool keeps connections: more would open and
+        # close overflow connections on every request (a PostgreSQL backend start each).
+        threads = min(settings.threads, max(1, store.engine.pool.size()))
+        return cls(settings, store, limiter=anyio.CapacityLimiter(threads))
+
+    async def run(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` in a worker thread (the Store is synchronous)."""
+        return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def row_limit(self, name: str, requested: int | None) -> int:
+        if requested is None:
+            return self.settings.max_rows
+        if requested < 0:
+            raise BadParameter(name, f"must be >= 0, got {requested}")
+        return min(requested, self.settings.max_rows)
+
+    # -- queries (run these in a worker thread) --------------------------------------------
+    @staticmethod
+    def check_name(name: str, parameter: str = "catalog") -> str:
+        if not name or len(name) > 200 or any(ord(c) < 32 or ord(c) == 127 for c in name):
+            raise BadParameter(parameter, f"not a catalog name: {name[:40]!r}")
+        return name
+
+    def cone(self, catalog: str, ra: float, dec: float, radius: float, *, epoch: float | None,
+             columns=None, limit: int, pm_prior: float | None = None) -> Result:
+        self.check_name(catalog)
+        kw = {} if pm_prior is None else {"pm_prior": pm_prior}
+        rows = call_store(self.store, cone_rows, self.store, catalog, ra, dec, radius, epoch=epoch,
+                          columns=columns, **kw)
+        return self._limit(rows, limit)
+
+    def footprint(self, catalog: str, region, *, epoch: float | None, columns=None, limit: int,
+                  pm_prior: float | None = None) -> Result:
+        self.check_name(catalog)
+        kw = {} if pm_prior is None else {"pm_prior": pm_prior}
+        t = call_store(self.store, self.store.footprint, region, catalog=catalog, epoch=epoch,
+                       columns=columns, **kw)
+        return self._limit(Rows.from_table(t), limit)
+
+    @staticmethod
+    def _limit(rows: Rows, limit: int) -> Result:
+        if len(rows) > limit:
+            return Result(rows.head(limit), True, limit)   # sorted by distance: the nearest are kept
+        return Result(rows, False, limit)
+
+    def catalogs(self):
+        return call_store(self.store, self.store.catalogs)
+
+    def catalog(self, name: str):
+        self.check_name(name, "name")
+        return call_store(self.store, self.store.catalog, name)
+
+    def health(self) -> dict:
+        """Store reachable and at the current schema; on PostgreSQL, whether the role can write."""
+        def probe():
+            self.store._require_schema()
+            with self.store.engine.connect() as conn:
+                n = conn.exec_driver_sql("SELECT count(*) FROM catalogs").scalar_one()
+                if self.store.backend == "postgresql":
+                    self.role_can_write = bool(conn.exec_driver_sql(
+                        "SELECT has_table_privilege('astrodb.catalogs', 'INSERT, UPDATE, DELETE, TRUNCATE') "
+                        "OR has_schema_privilege('astrodb', 'CREATE')").scalar_one())
+            return int(n)
+        n = call_store(self.store, probe)
+        return {"status": "ok", "store": self.store.url, "backend": self.store.backend, "catalogs": n,
+                "read_only_session": True, "role_can_write": self.role_can_write,
+                "max_radius_deg": self.settings.max_radius, "max_rows": self.settings.max_rows}
+
+    def check_role(self) -> None:
+        """Log a warning when the PostgreSQL role could write (the service never does, but a
+        read-only role is the safeguard; see docs/service.md). Silent when the store is down."""
+        try:
+            self.health()
+        except Exception as exc:  # noqa: BLE001 - startup must not fail on a down database
+            log.warning("store not reachable at startup (%s); serving 503 until it is", exc)
+            return
+        if self.role_can_write:
+            log.warning("the service's PostgreSQL role can write to the store; it never writes (every "
+                        "session is read-only), but connect it as a read-only role: see docs/service.md")

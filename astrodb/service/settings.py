@@ -1,0 +1,52 @@
+"""The service's settings (a light module: ``astrodb serve``'s supervisor imports only this)."""
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from ..errors import ConfigError
+
+#: Environment variables read by :meth:`Settings.from_env` (``astrodb serve`` sets them for its workers).
+ENV_MAX_RADIUS = "ASTRODB_SERVICE_MAX_RADIUS"
+ENV_MAX_ROWS = "ASTRODB_SERVICE_MAX_ROWS"
+ENV_TIMEOUT = "ASTRODB_SERVICE_STATEMENT_TIMEOUT"
+ENV_THREADS = "ASTRODB_SERVICE_THREADS"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Service limits. ``store_url`` None: ``$ASTRODB_URL``, else the embedded SQLite default."""
+
+    store_url: str | None = None
+    max_radius: float = 1.0         # deg: larger cones / footprints get 400
+    max_rows: int = 100_000         # rows per response: the nearest ones, truncation flagged
+    statement_timeout: float = 30.0  # s, PostgreSQL: a slower statement is cancelled (503)
+    threads: int = 2                 # queries at once per worker process (<= the pool's 5 connections)
+
+    def __post_init__(self) -> None:
+        if not 0 < self.max_radius <= 180:
+            raise ConfigError(f"max radius must be within (0, 180] deg, got {self.max_radius}")
+        if self.max_rows < 1:
+            raise ConfigError(f"max rows must be >= 1, got {self.max_rows}")
+        if not 1 <= self.threads <= 5:
+            raise ConfigError(f"threads must be within [1, 5] (the connection pool's size), got {self.threads}")
+        if not self.statement_timeout > 0:
+            raise ConfigError(f"statement timeout must be > 0 s, got {self.statement_timeout}")
+
+    @classmethod
+    def from_env(cls, **overrides) -> "Settings":
+        env = os.environ
+        values = {"store_url": env.get("ASTRODB_URL") or None,
+                  "max_radius": float(env.get(ENV_MAX_RADIUS, cls.max_radius)),
+                  "max_rows": int(env.get(ENV_MAX_ROWS, cls.max_rows)),
+                  "statement_timeout": float(env.get(ENV_TIMEOUT, cls.statement_timeout)),
+                  "threads": int(env.get(ENV_THREADS, cls.threads))}
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**values)
+
+    def to_env(self) -> dict[str, str]:
+        env = {ENV_MAX_RADIUS: repr(self.max_radius), ENV_MAX_ROWS: str(self.max_rows),
+               ENV_TIMEOUT: repr(self.statement_timeout), ENV_THREADS: str(self.threads)}
+        if self.store_url:
+            env["ASTRODB_URL"] = self.store_url
+        return env

@@ -1,0 +1,148 @@
+"""A real server (``astrodb serve`` under uvicorn, in a subprocess on a free port) queried by
+pyvo's Simple Cone Search client and by stcal's get_catalog with ASTROMETRIC_CATALOG_URL set
+before stcal is imported, as a pipeline run would."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+import warnings
+
+import httpx
+import numpy as np
+import pytest
+
+from service_fixtures import CENTER
+
+pyvo = pytest.importorskip("pyvo", reason="pyvo (test extra) not installed")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(served, backend):
+    port = _free_port()
+    workers = "2" if backend == "postgresql" else "1"     # both ways of serving
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("ASTRODB_URL", None)
+    proc = subprocess.Popen([sys.executable, "-m", "astrodb.cli.main", "--store", served[0], "serve",
+                             "--port", str(port), "--workers", workers, "--no-access-log"],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if httpx.get(base + "/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                pytest.fail(f"server did not start: {proc.communicate()[0][-2000:]}")
+            time.sleep(0.1)
+        yield base, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+def test_pyvo_cone_search(server, store):
+    from astropy.coordinates import SkyCoord
+    server = server[0]
+    pos = SkyCoord(CENTER[0], CENTER[1], unit="deg")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # astropy's W06 on the UCD1 words SCS 1.03 requires
+        res = pyvo.dal.SCSService(server + "/scs/gaia_dr3").search(pos=pos, radius=0.1)
+        full = pyvo.dal.conesearch(server + "/scs/gaia_dr3", pos, radius=0.05, verbosity=3)
+    ref = store.cone(*CENTER, 0.1, catalog="gaia_dr3")
+    assert len(res) == len(ref) > 50
+    assert [int(r.id) for r in res] == list(ref["source_id"])
+    assert np.allclose([r.pos.ra.deg for r in res], ref["ra"], rtol=0, atol=1e-12)
+    assert len(full.fieldnames) >= 17 and len(full) == len(store.cone(*CENTER, 0.05, catalog="gaia_dr3"))
+    with pytest.raises(pyvo.dal.DALQueryError, match="no catalog 'nosuch'"):
+        pyvo.dal.SCSService(server + "/scs/nosuch").search(pos=pos, radius=0.1)
+    with pytest.raises(pyvo.dal.DALQueryError, match="SR: must be <= 1"):
+        pyvo.dal.SCSService(server + "/scs/gaia_dr3").search(pos=pos, radius=2.0)
+
+
+STCAL = """
+import json, sys
+from stcal.tweakreg import astrometric_utils as au
+t = au.get_catalog(150.0, 2.0, epoch=2024.5, search_radius=0.1, catalog="GAIADR3")
+print(json.dumps({"url": au.SERVICELOCATION, "objID": [int(x) for x in t["objID"]],
+                  "ra": [float(x) for x in t["ra"]], "epoch": sorted(set(float(x) for x in t["epoch"]))}))
+"""
+
+
+def test_stcal_get_catalog_with_astrometric_catalog_url(server, store):
+    server = server[0]
+    pytest.importorskip("stcal.tweakreg.astrometric_utils", reason="stcal (test extra) not installed")
+    env = {**os.environ, "ASTROMETRIC_CATALOG_URL": server}
+    res = subprocess.run([sys.executable, "-c", STCAL], capture_output=True, text=True, env=env, timeout=120)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = json.loads(res.stdout.strip().splitlines()[-1])
+    ref = store.cone(*CENTER, 0.1, catalog="gaia_dr3", epoch=2024.5)
+    moving = np.asarray(ref["propagated"], bool)
+    assert out["url"] == server and out["epoch"] == [2024.5]
+    assert out["objID"] == list(ref["source_id"][moving]) and len(out["objID"]) > 50
+    assert out["ra"] == list(ref["ra"][moving])
+
+
+def test_serve_command_help_and_bad_settings(capsys):
+    from astrodb.cli.main import main
+    with pytest.raises(SystemExit) as exit_:
+        main(["serve", "--help"])
+    out = capsys.readouterr().out
+    assert exit_.value.code == 0 and all(o in out for o in ("--host", "--port", "--workers", "--max-radius",
+                                                             "--max-rows", "--threads"))
+    assert main(["serve", "--max-radius", "0"]) == 2
+    assert "max radius must be within (0, 180]" in capsys.readouterr().err
+
+
+def _children(pid: int) -> set[int]:
+    try:
+        return {int(x) for x in open(f"/proc/{pid}/task/{pid}/children").read().split()}
+    except OSError:
+        pytest.skip("no /proc children list on this system")
+
+
+def test_a_dead_worker_is_replaced_and_the_port_is_not_shared(server, backend, tmp_path):
+    if backend != "postgresql":
+        pytest.skip("the single-process server (SQLite here) has no workers to replace")
+    base, proc = server
+    workers = {c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()}
+    assert len(workers) == 2
+    os.kill(sorted(workers)[0], 9)
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        now = {c for c in _children(proc.pid) if "spawn_main" in open(f"/proc/{c}/cmdline").read()}
+        if len(now) == 2 and now != workers:
+            break
+        time.sleep(0.2)
+    assert len(now) == 2 and now != workers
+    ok = 0
+    for _ in range(100):
+        try:
+            ok += httpx.get(base + "/health", timeout=2).status_code == 200
+        except httpx.TransportError:
+            pass
+        if ok >= 5:
+            break
+        time.sleep(0.1)
+    assert ok >= 5
+    port = base.rsplit(":", 1)[1]
+    env = {**os.environ, "ASTRODB_URL": f"sqlite:///{tmp_path / 'unused.sqlite'}"}
+    res = subprocess.run([sys.executable, "-m", "astrodb.cli.main", "serve", "--port", port, "--workers", "2"],
+                         capture_output=True, text=True, timeout=60, env=env)
+    assert res.returncode == 2 and "already listens" in res.stderr
