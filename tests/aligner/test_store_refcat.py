@@ -2,7 +2,6 @@
 queried at the observation epoch, 2-parameter stars kept with low weights."""
 from __future__ import annotations
 
-import warnings
 
 import numpy as np
 import pytest

@@ -1,7 +1,6 @@
 """Every alignment run given a store is recorded, append-only, on both backends."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 

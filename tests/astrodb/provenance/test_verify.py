@@ -2,7 +2,6 @@
 what differs when the reference changed since."""
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import sqlalchemy as sa
 from astropy.table import Table
