@@ -1,5 +1,5 @@
-"""The service's side of the store: settings, a read-only Store, and the limited queries every
-protocol runs (in a worker thread: the Store API is synchronous)."""
+"""The service's side of the store: a read-only Store, and the limited queries every protocol
+runs (in a worker thread: the Store API is synchronous)."""
 from __future__ import annotations
 
 import functools
@@ -14,10 +14,11 @@ from sqlalchemy import event
 from .. import connect
 from ..config import resolve_url
 from .errors import BadParameter, call_store
-from .settings import Settings
 from .rows import Rows, cone_rows
+from .settings import Settings
 
 log = logging.getLogger("astrodb.service")
+
 
 def open_read_only_store(settings: Settings):
     """Open the store for serving: every connection is read-only (PostgreSQL
