@@ -262,7 +262,11 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     i, j = match_pairs(g.xy + shift, rxy, tolerance)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
         return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
-    chance, expected = _by_chance(len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
+    # Without a significant histogram peak (no 2D histogram, or none found) the matches must
+    # show the offset themselves: more than chance gives. (A peak from every source is the
+    # better evidence in crowded fields, where thinning leaves the lists few stars in common.)
+    chance, expected = (False, 0.0) if off is not None and off.significant else _by_chance(
+        len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
     if chance:
         return None, (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected at "
                       "random): no common offset within searchrad")
@@ -554,13 +558,16 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         limit = 2.0 * (abs_searchrad + abs_tolerance)
         transforms = {g.index: GroupTransform() for g in groups}
         offsets: dict[int, np.ndarray] = {}
+        peak: dict[int, bool] = {}
         if len(ridx) >= abs_minobj and live:
             common = np.zeros(2)
+            common_significant = False
             if abs_use2dhist:
                 allxy = np.concatenate([g.xy_all for g in live])
                 off = find_offset(allxy, rall, abs_searchrad, abs_tolerance)
                 if off.significant:
                     common = np.array([off.dx, off.dy])
+                    common_significant = True
             for g in live:
                 o = common
                 if abs_use2dhist:
@@ -573,6 +580,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                     if own.significant:
                         o = np.array([own.dx, own.dy])
                 offsets[g.index] = o
+                peak[g.index] = abs_use2dhist and (own.significant or common_significant)
                 transforms[g.index] = GroupTransform(np.eye(2), o.copy())
         free = [g.index for g in live if g.index not in status]
         fitted = None
@@ -589,7 +597,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 g = groups[a]
                 pa = transforms[a].apply(g.xy)
                 i, j = match_pairs(pa, rpos, radius)
-                if npass == 0:
+                if npass == 0 and not peak.get(a, False):
                     chance, expected = _by_chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
                     if chance:
                         status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
