@@ -632,7 +632,7 @@ def run_scamp(scene, timeout: float, repeats: int, variants=SCAMP_VARIANTS) -> d
                     msg = " / ".join(ln.strip("> ").strip() for ln in msg.splitlines()
                                      if ln.strip("> ").strip() and "ATLAS" not in ln)
                     what = "segmentation fault" if r.returncode == -11 else f"exit code {r.returncode}"
-                    res[label] = {"error": f"{what}; last output: {msg[-160:]}"}
+                    res[label] = {"error": what, "output": msg[-300:]}
                     break
                 if sum(times) > SLOW_S:
                     break
@@ -792,7 +792,8 @@ def render(results: list[dict], args, meta: dict) -> str:
              "(2048² px at 0.05″/px, dither 0.3 of the footprint, pointing errors 0.3–1″ and 0.005–0.02° per image, "
              "2 mas centroid noise, 10 % spurious sources, reference = every star with 1 mas noise at the "
              "observation epoch); same seed for every tool. Times: median of "
-             f"{args.repeats} runs on fresh correctors (fewer once a measurement has taken 60 s; stcal: see below); errors of the last run.")
+             f"{args.repeats} runs on fresh correctors (fewer once a measurement has taken {SLOW_S:g} s; stcal: see below); "
+             "errors of the last run.")
     L.append("")
 
     # ---- relative
@@ -877,6 +878,10 @@ def render(results: list[dict], args, meta: dict) -> str:
     sw = [f"{case_name(r['case'])} {r['scamp']['write_s']:.1f} s" for r in results if r.get("scamp")]
     if sw:
         L.append("Writing SCAMP's FITS-LDAC inputs (not in SCAMP's time): " + ", ".join(sw) + ".")
+    if any(r.get("scamp") for r in results):
+        L.append("SCAMP configuration: " + ", ".join(f"{k} {v}" for k, v in SCAMP_BASE.items())
+                 + "; image catalogs with XWIN/YWIN_IMAGE (1-based), ERRA/BWIN_IMAGE = the centroid noise, "
+                 "FLUX_AUTO = the scene's flux (S/N 1000), reference X/Y_WORLD with ERRA/B_WORLD = its noise.")
     if meta.get("scamp_note"):
         L.append(f"SCAMP: {meta['scamp_note']}")
     L.append("")
@@ -1030,6 +1035,7 @@ def main() -> None:
     ap.add_argument("--no-profile", dest="profile", action="store_false",
                     help="skip the cProfile summary of the largest case")
     ap.add_argument("--no-write", dest="write", action="store_false", help="print only, leave BENCHMARKS.md")
+    ap.add_argument("--json", metavar="PATH", help="also save the raw results there (JSON)")
     args = ap.parse_args()
     args.cases = [parse_case(c) for c in args.cases.split(",") if c.strip()]
     args.kinds = [k.strip() for k in args.kinds.split(",") if k.strip()]
@@ -1089,6 +1095,8 @@ def main() -> None:
         for k in ("profile_rel", "profile_abs"):
             if k in r:
                 print(f"<!-- full cProfile, {k}, {case_name(r['case'])} {r['kind']}:\n{r[k]}\n-->", file=sys.stderr)
+    if args.json:
+        Path(args.json).write_text(json.dumps({"meta": meta, "results": results}, default=repr, indent=1))
     if args.write:
         write_section(text, ROOT / "BENCHMARKS.md")
         log("BENCHMARKS.md: section written")
