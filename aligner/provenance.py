@@ -21,6 +21,7 @@ from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 
 import numpy as np
+from astrodb.ingest.table_reader import sha256_file
 
 PACKAGES = ("astrodb", "numpy", "scipy", "astropy", "gwcs", "tweakwcs", "asdf", "sqlalchemy")
 
@@ -85,14 +86,6 @@ def deserialize_wcs(kind: str, data: bytes):
     return w
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _sha256_arrays(*arrays) -> str:
     h = hashlib.sha256()
     for a in arrays:
@@ -146,7 +139,7 @@ class Recorder:
         cat = corrector.meta.get("catalog")
         if isinstance(cat, (str, os.PathLike)) and os.path.isfile(os.fspath(cat)):
             path = os.path.abspath(os.fspath(cat))
-            return path, _sha256_file(path), int(image.catalog_rows) if image else 0
+            return path, sha256_file(path), int(image.catalog_rows) if image else 0
         n = len(cat) if cat is not None and hasattr(cat, "__len__") else 0
         if image is None:
             return "table", "", n
@@ -228,7 +221,7 @@ class Recorder:
                                          .order_by(source_files.c.id)).all()
                 run["ref_files"] = [[p, h] for p, h in files]
             elif ref.query.get("kind") == "file":
-                run["ref_files"] = [[source, _sha256_file(source)]]
+                run["ref_files"] = [[source, sha256_file(source)]]
         store._require_schema()
         with store.engine.begin() as conn:
             conn.execute(prov_runs.insert().values(**run))

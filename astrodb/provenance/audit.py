@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from astropy.table import MaskedColumn, Table
 
 from ..errors import QueryError
+from ..ingest.table_reader import sha256_file
 
 __all__ = ["RunNotFoundError", "resolve_run_id", "list_runs", "list_fits", "show_run", "image_history",
            "runs_using_file", "stale_runs", "parse_time"]
@@ -66,14 +67,6 @@ def parse_time(value: Any, what: str = "time") -> datetime:
 def _when(conn: sa.Connection, value: datetime):
     """A bind value comparable with the stored timestamps (SQLite stores naive UTC text)."""
     return value.replace(tzinfo=None) if conn.dialect.name == "sqlite" else value
-
-
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _blob_sha256(data: bytes | None) -> str:
@@ -397,7 +390,7 @@ def _file_matcher(sha256_or_path: str):
     shas: set[str] = set()
     paths = {arg}
     if os.path.isfile(arg):
-        shas.add(_sha256_file(arg))
+        shas.add(sha256_file(arg))
         paths.add(os.path.abspath(arg))
     prefix = arg.lower() if _HEX.match(arg) and len(arg) >= 8 else None
     bare = os.sep not in arg and "/" not in arg
@@ -492,7 +485,7 @@ def stale_runs(store, *, files: bool = True, requery: bool = False) -> Table:
                 path, sha = entry
                 if not os.path.isfile(path):
                     why.setdefault(r["run_id"], []).append(f"file missing: {path}")
-                elif _sha256_file(path) != sha:
+                elif sha256_file(path) != sha:
                     why.setdefault(r["run_id"], []).append(f"file changed on disk: {path}")
     rows = []
     for r in runs:

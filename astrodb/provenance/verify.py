@@ -10,7 +10,6 @@ agrees to ``tolerance_uas`` (1 micro-arcsec by default).
 """
 from __future__ import annotations
 
-import hashlib
 import inspect
 import os
 import warnings
@@ -20,6 +19,7 @@ import numpy as np
 import sqlalchemy as sa
 
 from ..errors import QueryError
+from ..ingest.table_reader import sha256_file
 
 
 @dataclass
@@ -98,14 +98,6 @@ def _difference_uas(wcs_a, wcs_b, corrector) -> float:
     return float(np.degrees(ang.max()) * 3.6e9)
 
 
-def _sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 22), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _reference(store, run, report: VerifyReport):
     """The ``abs_refcat`` argument that reproduces the run's reference, checking it on the way."""
     from astropy.table import Table
@@ -119,9 +111,9 @@ def _reference(store, run, report: VerifyReport):
             recorded = dict(run["ref_files"] or []).get(path)
             if not os.path.isfile(path):
                 report.lines.append(f"reference file {path} is gone; using the recorded rows")
-            elif recorded and _sha256_file(path) != recorded:
+            elif recorded and sha256_file(path) != recorded:
                 report.fail(f"reference file {path} changed since the run (sha256 {recorded[:12]}… then, "
-                            f"{_sha256_file(path)[:12]}… now); using the recorded rows")
+                            f"{sha256_file(path)[:12]}… now); using the recorded rows")
             else:
                 report.lines.append(f"reference file {path}: same sha256 as recorded")
         ref = npz_load(run["ref_data"])
