@@ -126,6 +126,14 @@ def project(images: list[Image], plane: TangentPlane) -> None:
                       if len(im.corners_ra) else im.xy[:0])
 
 
+def _area(corners: np.ndarray) -> float | None:
+    """Area (arcsec^2) of a footprint polygon (shoelace), or None without a footprint."""
+    if len(corners) < 3:
+        return None
+    x, y = corners[:, 0], corners[:, 1]
+    return float(abs(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))) / 2.0) or None
+
+
 def make_groups(images: list[Image], separation: float, *, one_group: bool = False) -> list[Group]:
     """Gather images by group_id (None: an image alone), in order of first appearance; each
     image's sources are thinned by ``separation`` (:func:`.match.thin`) on their own."""
@@ -139,7 +147,7 @@ def make_groups(images: list[Image], separation: float, *, one_group: bool = Fal
         w = np.concatenate([m.weight for m in members])
         img = np.concatenate([np.full(len(m.xy), k) for k, m in enumerate(members)]).astype(np.intp)
         row = np.concatenate([m.rows for m in members]).astype(np.intp)
-        keep = np.concatenate([thin(m.xy, separation) for m in members])
+        keep = np.concatenate([thin(m.xy, separation, _area(m.corners)) for m in members])
         pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
         lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
         groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi,

@@ -30,18 +30,42 @@ _MAX_PAIRS = 500_000
 MIN_ISOLATED_FRACTION = 1.0 / 3.0
 
 
-def thin(xy: np.ndarray, separation: float) -> np.ndarray:
+#: Above this many neighbours expected within ``separation`` (density x pi separation^2), a
+#: list is dense: every point is kept (see :func:`thin`).
+DENSE_NEIGHBOURS = 10.0
+
+
+def neighbours_within(xy: np.ndarray, radius: float, area: float | None = None) -> float:
+    """Mean number of other points of ``xy`` within ``radius`` of a point, from the mean density
+    over ``area`` (arcsec^2; default: the points' bounding box)."""
+    n = len(xy)
+    if n < 2:
+        return 0.0
+    if area is None:
+        area = float(np.prod(np.ptp(xy, axis=0)))
+    return (n - 1) / max(area, 1e-12) * math.pi * radius ** 2
+
+
+def thin(xy: np.ndarray, separation: float, area: float | None = None) -> np.ndarray:
     """Boolean mask of the points of ``xy`` (n, 2) used for matching.
 
     Points with another one closer than ``separation`` are ambiguous and all dropped: the same
     stars are then kept in every image and in the reference, so nearly every match is a true
     one. In crowded lists, where that would keep fewer than ``MIN_ISOLATED_FRACTION`` of the
     points, tweakwcs' rule is used instead (:func:`sweep`: the lowest-y point kept, its
-    neighbours within ``separation`` dropped, and so on): smaller ``separation``/``tolerance``
-    suit such fields better (the 2D-histogram offset uses every point either way).
+    neighbours within ``separation`` dropped, and so on).
+
+    In dense lists (more than ``DENSE_NEIGHBOURS`` neighbours expected within ``separation``
+    over ``area``, the footprint's area in arcsec^2) every point is kept: the sweep would keep a
+    different few per cent of the stars in each list, so two lists share almost none and their
+    matches within the tolerance are mostly chance (32 images x 100k sources at 10 stars/arcsec^2
+    gave wrong "successes" that way). Kept whole, the lists are matched one to one by mutual
+    nearest neighbour at the offset of the 2D histogram of all points, whose peak is sharp.
     """
     n = len(xy)
     if n < 2 or separation <= 0:
+        return np.ones(n, bool)
+    if neighbours_within(xy, separation, area) > DENSE_NEIGHBOURS:
         return np.ones(n, bool)
     pairs = cKDTree(xy).query_pairs(separation, output_type="ndarray")
     alone = np.ones(n, bool)
@@ -116,30 +140,45 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
         return Offset(g[0], g[1], 0, 0.0, False)
     lo, hi = ref.min(axis=0), ref.max(axis=0)
     area = max(float(np.prod(hi - lo + 2 * tolerance)), 1e-12)
-    expected = len(src) * len(ref) * math.pi * searchrad ** 2 / area
+    # Pairs are taken out to ``reach`` beyond the search radius so that every disc the peak is
+    # refined and judged in (radius <= tolerance around an estimate within ~searchrad) lies
+    # wholly where chance pairs are uniform: a disc cut by the edge of the data would see fewer
+    # chance pairs than it expects, and a true peak near searchrad would look insignificant.
+    reach = searchrad + 1.5 * tolerance
+    expected = len(src) * len(ref) * math.pi * reach ** 2 / area
     rng = np.random.default_rng(seed)
     if expected > _MAX_PAIRS:
         src = src[_subsample(len(src), max(int(len(src) * _MAX_PAIRS / expected), 50), rng)]
     moved = src + g
-    i, j = _pairs_within(moved, ref, searchrad)
+    i, j = _pairs_within(moved, ref, reach)
     if len(i) == 0:
         return Offset(g[0], g[1], 0, 0.0, False)
     d = ref[j] - moved[i]
+    density = len(d) / (math.pi * reach ** 2)
+    d_in = d[np.hypot(*d.T) <= searchrad]  # the histogram: the search radius only
+    if len(d_in) == 0:
+        return Offset(g[0], g[1], 0, 0.0, False)
     width = tolerance / 2.0
     nb = max(int(math.ceil(searchrad / width)), 1)
     edges = np.linspace(-nb * width, nb * width, 2 * nb + 1)
     nbin = 2 * nb
-    bx = np.clip(((d[:, 0] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
-    by = np.clip(((d[:, 1] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
+    bx = np.clip(((d_in[:, 0] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
+    by = np.clip(((d_in[:, 1] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
     hist = np.bincount(bx * nbin + by, minlength=nbin * nbin).reshape(nbin, nbin).astype(float)
     # 3x3 box sums: a peak straddling bin edges still wins.
     padded = np.pad(hist, 1)
     box = sum(padded[a:a + hist.shape[0], b:b + hist.shape[1]] for a in range(3) for b in range(3))
     k = np.unravel_index(np.argmax(box), box.shape)
+    # The best box only has to contain the peak (a box beside it that also holds the peak can
+    # win on background noise): start from the fullest bin inside it, within half a bin
+    # diagonal of the true offset, so that the refinement below sees the whole peak.
+    r0, c0 = max(k[0] - 1, 0), max(k[1] - 1, 0)
+    sub = hist[r0:k[0] + 2, c0:k[1] + 2]
+    s = np.unravel_index(np.argmax(sub), sub.shape)
+    k = (r0 + s[0], c0 + s[1])
     est = np.array([(edges[k[0]] + edges[k[0] + 1]) / 2, (edges[k[1]] + edges[k[1] + 1]) / 2])
     # Refine with the pairs near the estimate, shrinking the window; chance pairs are uniform
     # over the window, so their share of the sum is removed (their mean is the window centre).
-    density = len(d) / (math.pi * searchrad ** 2)
     for radius in (tolerance, tolerance / 2, tolerance / 4, tolerance / 4):
         near = np.hypot(*(d - est).T) < radius
         n_bg = density * math.pi * radius ** 2
@@ -151,11 +190,20 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
         if np.hypot(*step) > radius:  # never jump out of the window
             break
         est = est + step
-    near = np.hypot(*(d - est).T) < tolerance
-    peak = int(near.sum())
-    # Chance pairs in a disc of radius tolerance.
-    background = density * math.pi * tolerance ** 2
-    significant = peak >= max(3.0, background + 5.0 * math.sqrt(background + 1.0))
+    # Significance: the pairs within the tolerance of the estimate against the chance pairs
+    # expected there; in dense fields (tens of chance pairs per source within the tolerance)
+    # also within a quarter of it, where a peak a few tens of mas wide keeps nearly all its
+    # pairs and the chance ones drop 16-fold. A peak must stand 5 sigma above either.
+    dist = np.hypot(*(d - est).T)
+    best = None
+    for radius in (tolerance, tolerance / 4):
+        n = int(np.count_nonzero(dist < radius))
+        bg = density * math.pi * radius ** 2
+        z = (n - bg) / math.sqrt(bg + 1.0)
+        if best is None or z > best[2]:
+            best = (n, bg, z)
+    peak, background, z = best
+    significant = peak >= 3 and z >= 5.0
     return Offset(float(g[0] + est[0]), float(g[1] + est[1]), peak, float(background), bool(significant))
 
 
