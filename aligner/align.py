@@ -118,6 +118,50 @@ def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.nd
     return n_matched < expected + 5.0 * math.sqrt(n_src * p * (1.0 - p) + 1.0), expected
 
 
+def _unconfirmed(free: list[int], groups: list[Group], transforms, links: Links, fitted, radius: float,
+                 reference: np.ndarray | None = None) -> dict[int, str]:
+    """Groups whose fit rests on no more matches than chance gives at the radius they were
+    matched within: {group: failure status}.
+
+    In dense fields a tight cluster of chance pairs can survive clipping (at 10 stars/arcsec^2,
+    31 "matches" with an rmse of 8 mas put an image 2.5" off): the links the fit kept must
+    outnumber the one-to-one matches expected by chance within ``radius`` between the group's
+    sources and the points it was matched to (``reference``; else its linked groups' sources).
+    """
+    bad = {}
+    for a in free:
+        ta = transforms[a]
+        src = ta.apply(groups[a].xy)
+        if reference is not None:
+            counted = fitted.used & (links.ga == a) & (links.gb == REFERENCE)
+            pts = reference
+            what = "the reference"
+        else:
+            counted = fitted.used & ((links.ga == a) | (links.gb == a))
+            partners = (set(links.gb[links.ga == a].tolist()) | set(links.ga[links.gb == a].tolist())) - {a}
+            pts = (np.concatenate([transforms[b].apply(groups[b].xy) for b in sorted(partners)])
+                   if partners else np.empty((0, 2)))
+            what = "the overlapping images"
+        n = int(np.count_nonzero(counted))
+        box = ta.apply(np.stack([groups[a].lo, groups[a].hi]))
+        chance, expected = _by_chance(n, src, pts, box.min(0), box.max(0), radius)
+        if chance:
+            bad[a] = (f"FAILED: the fit's {n} matches to {what} within {radius * 1000:.0f} mas are no more than "
+                      f"chance gives ({expected:.0f} expected): probably mismatched sources")
+    return bad
+
+
+def _drop_unconfirmed(bad: dict[int, str], status: dict, free: list[int], links: Links, fitted, groups,
+                      fitgeometry, nclip, sigma, clip_accum, minobj):
+    """Mark ``bad`` groups failed and fit the others again without their links."""
+    status.update(bad)
+    free = [a for a in free if a not in bad]
+    links = links.subset(~np.isin(links.ga, list(bad)) & ~np.isin(links.gb, list(bad)))
+    fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
+                       clip_accum, minobj) if free else None
+    return free, links, fitted
+
+
 def _rematch_radius(fitted, tolerance: float) -> float:
     """Matching radius of the pass after a fit: ten times the median residual of the links it
     used (true pairs sit in a core a few mas wide; chance pairs within ``tolerance`` spread over
@@ -277,6 +321,15 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     if _large(t, g, limit):
         return None, (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
                       "probably mismatched sources")
+    # The fit must gather more matches than chance at its own precision (in dense fields a few
+    # dozen chance pairs can agree to a few mas): re-match within ten times its median residual.
+    r = _rematch_radius(f, tolerance)
+    moved = t.apply(g.xy)
+    n_r = len(match_pairs(moved, rxy, r)[0])
+    chance, expected = _by_chance(n_r, moved, rxy, moved.min(axis=0), moved.max(axis=0), r)
+    if chance:
+        return None, (f"FAILED: {n_r} matches within {r * 1000:.0f} mas after the first fit, no more than "
+                      f"chance gives ({expected:.0f} expected): probably mismatched sources")
     # Links to the groups it overlaps most, for the joint fit.
     counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
     nbrs = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS] if counts[k] > 0]
@@ -406,7 +459,13 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
                                clip_accum, minobj)
             transforms.update(fitted.transforms)
-            radius = _rematch_radius(fitted, tolerance)
+            matched_within, radius = radius, _rematch_radius(fitted, tolerance)
+        bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within)
+        if bad:
+            free, links, fitted = _drop_unconfirmed(bad, status, free, links, fitted, groups, fitgeometry, nclip,
+                                                    sigma, clip_accum, minobj)
+            if fitted is not None:
+                transforms.update(fitted.transforms)
         for a in free:
             n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
             if n < max(minobj, MIN_POINTS[fitgeometry]):
@@ -617,7 +676,14 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
                                abs_sigma, clip_accum, abs_minobj)
             transforms.update(fitted.transforms)
-            radius = _rematch_radius(fitted, abs_tolerance)
+            matched_within, radius = radius, _rematch_radius(fitted, abs_tolerance)
+        if fitted is not None:
+            bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within, rpos)
+            if bad:
+                free, links, fitted = _drop_unconfirmed(bad, status, free, links, fitted, groups, abs_fitgeometry,
+                                                        abs_nclip, abs_sigma, clip_accum, abs_minobj)
+                if fitted is not None:
+                    transforms.update(fitted.transforms)
         if fitted is not None:
             for a in free:
                 n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))

@@ -48,6 +48,10 @@ class Links:
     def __len__(self) -> int:
         return len(self.ga)
 
+    def subset(self, mask: np.ndarray) -> Links:
+        """The links where ``mask`` is True."""
+        return Links(*(getattr(self, f)[mask] for f in ("ga", "pa", "gb", "pb", "w", "ia", "ib")))
+
     @classmethod
     def concat(cls, parts: list[Links]) -> Links:
         if not parts:
