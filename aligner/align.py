@@ -162,6 +162,20 @@ def _drop_unconfirmed(bad: dict[int, str], status: dict, free: list[int], links:
     return free, links, fitted
 
 
+def _first_radius(tolerance: float, ref_xy: np.ndarray) -> float:
+    """Matching radius at a 2D-histogram offset: ``tolerance``, or less where the points matched
+    against are so dense that more than one source in ten would find one within it by chance.
+
+    The histogram's offset is good to a few mas, so only the rotation and scale left (tens of
+    mas across a field) need room; at 10 stars/arcsec^2 a 0.7" radius would give nearly every
+    source outside the true overlap a chance partner, and a fit that many of them dominate."""
+    if len(ref_xy) < 2:
+        return tolerance
+    area = float(np.prod(np.maximum(np.ptp(ref_xy, axis=0), tolerance)))
+    density = len(ref_xy) / area
+    return float(min(tolerance, math.sqrt(-math.log(0.9) / (math.pi * density))))
+
+
 def _rematch_radius(fitted, tolerance: float) -> float:
     """Matching radius of the pass after a fit: ten times the median residual of the links it
     used (true pairs sit in a core a few mas wide; chance pairs within ``tolerance`` spread over
@@ -302,14 +316,15 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in near])
     rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
     off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
-    shift = np.array([off.dx, off.dy]) if off is not None and off.significant else np.array(guess, float)
-    i, j = match_pairs(g.xy + shift, rxy, tolerance)
+    found = off is not None and off.significant
+    shift = np.array([off.dx, off.dy]) if found else np.array(guess, float)
+    i, j = match_pairs(g.xy + shift, rxy, _first_radius(tolerance, rxy) if found else tolerance)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
         return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
     # Without a significant histogram peak (no 2D histogram, or none found) the matches must
     # show the offset themselves: more than chance gives. (A peak from every source is the
     # better evidence in crowded fields, where thinning leaves the lists few stars in common.)
-    chance, expected = (False, 0.0) if off is not None and off.significant else _by_chance(
+    chance, expected = (False, 0.0) if found else _by_chance(
         len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
     if chance:
         return None, (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected at "

@@ -131,7 +131,7 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
     """Offset (arcsec) that best superposes ``src + offset`` on ``ref``, within ``searchrad`` of
     ``guess``.
 
-    The histogram's bins are ``tolerance / 2`` wide; the peak is the 3x3-bin window with the
+    The histogram's bins are ``tolerance / 2`` wide; the peak is the 2x2-bin window with the
     most pairs; then the mean offset of the pairs within ``tolerance`` of the estimate, twice.
     With many sources a random subset of ``src`` is used (``_MAX_PAIRS`` pair offsets at most).
     """
@@ -165,17 +165,17 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
     bx = np.clip(((d_in[:, 0] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
     by = np.clip(((d_in[:, 1] - edges[0]) / width).astype(np.intp), 0, nbin - 1)
     hist = np.bincount(bx * nbin + by, minlength=nbin * nbin).reshape(nbin, nbin).astype(float)
-    # 3x3 box sums: a peak straddling bin edges still wins.
-    padded = np.pad(hist, 1)
-    box = sum(padded[a:a + hist.shape[0], b:b + hist.shape[1]] for a in range(3) for b in range(3))
+    # 2x2 box sums: a peak narrower than a bin lies wholly in one of them wherever it falls
+    # (a 3x3 box would add five bins of chance pairs: in dense fields that buries a small
+    # overlap's peak).
+    padded = np.pad(hist, ((0, 1), (0, 1)))
+    box = padded[:-1, :-1] + padded[1:, :-1] + padded[:-1, 1:] + padded[1:, 1:]
     k = np.unravel_index(np.argmax(box), box.shape)
-    # The best box only has to contain the peak (a box beside it that also holds the peak can
-    # win on background noise): start from the fullest bin inside it, within half a bin
-    # diagonal of the true offset, so that the refinement below sees the whole peak.
-    r0, c0 = max(k[0] - 1, 0), max(k[1] - 1, 0)
-    sub = hist[r0:k[0] + 2, c0:k[1] + 2]
+    # Start from the fullest bin of the best box, within half a bin diagonal of the peak, so
+    # that the refinement below sees the whole peak.
+    sub = hist[k[0]:k[0] + 2, k[1]:k[1] + 2]
     s = np.unravel_index(np.argmax(sub), sub.shape)
-    k = (r0 + s[0], c0 + s[1])
+    k = (k[0] + s[0], k[1] + s[1])
     est = np.array([(edges[k[0]] + edges[k[0] + 1]) / 2, (edges[k[1]] + edges[k[1] + 1]) / 2])
     # Refine with the pairs near the estimate, shrinking the window; chance pairs are uniform
     # over the window, so their share of the sum is removed (their mean is the window centre).
