@@ -176,6 +176,28 @@ def _first_radius(tolerance: float, ref_xy: np.ndarray) -> float:
     return float(min(tolerance, math.sqrt(-math.log(0.9) / (math.pi * density))))
 
 
+def _link_pairs(free: list[int], placed: list[Group], neighbours: dict[int, list[int]], pad: float
+                ) -> list[tuple[int, int]]:
+    """Pairs of groups matched in the joint fit: each free group with the groups it was placed
+    against and with the ``_NEIGHBOURS`` placed groups it overlaps most, each pair once.
+
+    Every overlap a group has is a constraint: linking each only to the groups it was placed
+    against makes a sparse chain along which the relative errors add up (32 images x 10k
+    sources: 0.17-0.22 mas with 2 links per group)."""
+    by_index = {g.index: g for g in placed}
+    seen: set[tuple[int, int]] = set()
+    out = []
+    for a in free:
+        g = by_index[a]
+        near = sorted((h for h in placed if h is not g and g.overlap(h, pad) > 0), key=lambda h: -g.overlap(h))
+        for b in list(neighbours.get(a, [])) + [h.index for h in near[:_NEIGHBOURS]]:
+            key = (min(a, b), max(a, b))
+            if key not in seen:
+                seen.add(key)
+                out.append((a, b))
+    return out
+
+
 def _rematch_radius(fitted, tolerance: float) -> float:
     """Matching radius of the pass after a fit: ten times the median residual of the links it
     used (true pairs sit in a core a few mas wide; chance pairs within ``tolerance`` spread over
@@ -464,12 +486,12 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                 status[g.index] = failure
 
         free = [g.index for g in placed if g is not ref]
+        pairs = _link_pairs(free, placed, neighbours, searchrad)
         fitted = None
         links = Links.concat([])
         radius = tolerance
         for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
-            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius)
-                     for a in free for b in neighbours[a]]
+            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius) for a, b in pairs]
             links = Links.concat(parts)
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
                                clip_accum, minobj)
