@@ -359,8 +359,9 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
         return None, (f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance)): "
                       "probably mismatched sources")
     # The fit must gather more matches than chance at its own precision (in dense fields a few
-    # dozen chance pairs can agree to a few mas): re-match within ten times its median residual.
-    r = _rematch_radius(f, tolerance)
+    # dozen chance pairs can agree to a few mas): re-match within ten times its median residual,
+    # or less where chance matches would then be common (dense lists).
+    r = min(_rematch_radius(f, tolerance), _first_radius(tolerance, rxy))
     moved = t.apply(g.xy)
     n_r = len(match_pairs(moved, rxy, r)[0])
     chance, expected = _by_chance(n_r, moved, rxy, moved.min(axis=0), moved.max(axis=0), r)

@@ -22,7 +22,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from scipy import sparse
 
 REFERENCE = -1
 #: Parameters per group, and the fewest links that determine them.
@@ -144,6 +143,7 @@ class _Model:
             lut[gv + 1] = i
         for gv, c in self.centers.items():
             cen[gv + 1] = c
+        self.blocks = None  # see _blocks
         self.sides = []
         for g, p in ((links.ga, links.pa), (links.gb, links.pb)):
             row, c = lut[g + 1], cen[g + 1]
@@ -165,23 +165,6 @@ class _Model:
     def residuals(self) -> np.ndarray:
         return self._side(0, False)[0] - self._side(1, False)[0]
 
-    def design(self) -> tuple[np.ndarray, sparse.csr_matrix]:
-        """Residuals (n, 2) and the sparse (2n, P) derivative of the residuals."""
-        (ta, ja), (tb, jb) = self._side(0, True), self._side(1, True)
-        n, k = len(ta), self.k
-        rows, cols, vals = [], [], []
-        for (p, row, free, q, c), jac, sign in ((self.sides[0], ja, 1.0), (self.sides[1], jb, -1.0)):
-            if jac is None:
-                continue
-            r = (2 * free[:, None, None] + np.arange(2)[None, :, None]) + np.zeros((1, 1, k), np.intp)
-            cc = (row[free][:, None, None] * k + np.arange(k)[None, None, :]) + np.zeros((1, 2, 1), np.intp)
-            rows.append(r.ravel())
-            cols.append(cc.ravel())
-            vals.append(sign * jac.ravel())
-        a = sparse.csr_matrix((np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))),
-                              shape=(2 * n, len(self.free) * k)) if rows else sparse.csr_matrix((2 * n, 0))
-        return ta - tb, a
-
     def transforms(self) -> dict[int, GroupTransform]:
         out = {}
         m = _matrix(self.fitgeom, self.params)
@@ -191,15 +174,67 @@ class _Model:
         return out
 
 
+def _blocks(model: _Model) -> list:
+    """For each pair of sides (a/b, a/b): the links where both are free, sorted by the block
+    (row group, column group) of the normal matrix they add to, and the segment starts."""
+    n = len(model.sides[0][0])
+    rows = []
+    for _, row, free, _, _ in model.sides:
+        r = np.full(n, -1, np.intp)
+        r[free] = row[free]
+        rows.append(r)
+    g = len(model.free)
+    out = []
+    for x in range(2):
+        for y in range(2):
+            li = np.nonzero((rows[x] >= 0) & (rows[y] >= 0))[0]
+            if not len(li):
+                continue
+            key = rows[x][li] * g + rows[y][li]
+            order = np.argsort(key, kind="stable")
+            li, key = li[order], key[order]
+            starts = np.r_[0, np.nonzero(np.diff(key))[0] + 1]
+            out.append((x, y, li, key[starts], np.r_[starts, len(li)]))
+    return out, rows
+
+
 def _solve_step(model: _Model, w: np.ndarray) -> np.ndarray:
-    """One Gauss-Newton step (weights ``w`` per link; 0 = unused)."""
-    r, a = model.design()
-    ww = np.repeat(w, 2)
-    aw = a.multiply(ww[:, None]).tocsr()
-    normal = (a.T @ aw).toarray()
-    grad = aw.T @ r.ravel()
-    step = np.linalg.lstsq(normal, -grad, rcond=None)[0]
-    return step.reshape(len(model.free), model.k)
+    """One Gauss-Newton step (weights ``w`` per link; 0 = unused).
+
+    The normal equations are summed block by block: a link touches at most two groups, so its
+    products go to the blocks (a, a), (a, b), (b, a), (b, b); links sorted by block once
+    (:func:`_blocks`), each block is one small matrix product. (A sparse (2n, P) design matrix
+    and its product took ~10x longer at 32 images x 10k sources.)
+    """
+    (ta, ja), (tb, jb) = model._side(0, True), model._side(1, True)
+    r = ta - tb
+    n, g, k = len(r), len(model.free), model.k
+    if model.blocks is None:
+        model.blocks = _blocks(model)
+    blocks, rows = model.blocks
+    jac = []
+    for (_, _, free, _, _), jj, sign in ((model.sides[0], ja, 1.0), (model.sides[1], jb, -1.0)):
+        full = np.zeros((n, 2, k))
+        if jj is not None:
+            full[free] = sign * jj
+        jac.append(full)
+    grad = np.zeros((g, k))
+    rw = r * w[:, None]
+    for x in range(2):
+        sel = rows[x] >= 0
+        if sel.any():
+            gx = np.einsum("nik,ni->nk", jac[x][sel], rw[sel])
+            for e in range(k):
+                grad[:, e] += np.bincount(rows[x][sel], weights=gx[:, e], minlength=g)
+    normal = np.zeros((g * g, k, k))
+    for x, y, li, keys, bounds in blocks:
+        xs = (jac[x][li] * w[li, None, None]).reshape(-1, k)
+        ys = jac[y][li].reshape(-1, k)
+        for key, a, b in zip(keys, bounds[:-1], bounds[1:]):
+            normal[key] += xs[2 * a:2 * b].T @ ys[2 * a:2 * b]
+    normal = normal.reshape(g, g, k, k).transpose(0, 2, 1, 3).reshape(g * k, g * k)
+    step = np.linalg.lstsq(normal, -grad.ravel(), rcond=None)[0]
+    return step.reshape(g, k)
 
 
 def _links_per_group(links: Links, use: np.ndarray, free: list[int]) -> dict[int, int]:
