@@ -105,15 +105,16 @@ def _initial(fitgeom: str, g: int) -> np.ndarray:
     return p
 
 
-def _jacobian(fitgeom: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
-    """(n, 2, k) derivatives of ``M (q) + t`` with respect to the group's parameters."""
+def _jacobian(fitgeom: str, p: np.ndarray, q: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """(n, 2, k) derivatives of ``M (q) + t`` with respect to the group's parameters; ``p`` are
+    the groups' parameters (G, k), ``rows`` each point's group."""
     n = len(q)
     k = NPARAMS[fitgeom]
     j = np.zeros((n, 2, k))
     j[:, 0, k - 2] = j[:, 1, k - 1] = 1.0
     qx, qy = q[:, 0], q[:, 1]
     if fitgeom == "rshift":
-        c, s = np.cos(p[:, 0]), np.sin(p[:, 0])
+        c, s = np.cos(p[:, 0])[rows], np.sin(p[:, 0])[rows]
         j[:, 0, 0] = -s * qx - c * qy
         j[:, 1, 0] = c * qx - s * qy
     elif fitgeom == "rscale":
@@ -126,7 +127,11 @@ def _jacobian(fitgeom: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
 
 
 class _Model:
-    """Parameters of the free groups and the evaluation of every link under them."""
+    """Parameters of the free groups and the evaluation of every link under them.
+
+    The links must be sorted by (ga, gb) (:func:`joint_fit` does it): each run of links
+    between the same two groups is a *segment*, and the normal equations are summed segment
+    by segment over contiguous slices."""
 
     def __init__(self, fitgeom: str, free: list[int], centers: dict[int, np.ndarray], links: Links) -> None:
         self.fitgeom, self.free = fitgeom, list(free)
@@ -134,7 +139,8 @@ class _Model:
         self.k = NPARAMS[fitgeom]
         self.params = _initial(fitgeom, len(self.free))
         self.centers = centers
-        # Per side: parameter row (-1: fixed) and position relative to the group's centre.
+        # Per side: parameter row (-1: fixed), and the position relative to the group's centre
+        # (on a fixed side, the position itself and a zero centre).
         top = int(max(links.ga.max(initial=0), links.gb.max(initial=0), max(self.index, default=0),
                       max(self.centers, default=0))) + 2
         lut = np.full(top, -1, np.intp)
@@ -142,24 +148,30 @@ class _Model:
         for gv, i in self.index.items():
             lut[gv + 1] = i
         for gv, c in self.centers.items():
-            cen[gv + 1] = c
-        self.blocks = None  # see _blocks
+            if lut[gv + 1] >= 0:
+                cen[gv + 1] = c
         self.sides = []
         for g, p in ((links.ga, links.pa), (links.gb, links.pb)):
             row, c = lut[g + 1], cen[g + 1]
-            free = np.nonzero(row >= 0)[0]
-            self.sides.append((p, row, free, p[free] - c[free], c[free]))
+            self.sides.append((row, np.maximum(row, 0), p - c, c, row >= 0))
+        n = len(links)
+        cut = np.nonzero((np.diff(links.ga) != 0) | (np.diff(links.gb) != 0))[0] + 1 if n else np.empty(0, np.intp)
+        starts = np.r_[0, cut].astype(np.intp) if n else np.empty(0, np.intp)
+        ends = np.r_[cut, n].astype(np.intp) if n else np.empty(0, np.intp)
+        ra, rb = self.sides[0][0], self.sides[1][0]
+        self.segments = [(int(a), int(b), int(ra[a]), int(rb[a])) for a, b in zip(starts, ends)
+                         if ra[a] >= 0 or rb[a] >= 0]
 
     def _side(self, side: int, jacobian: bool):
-        p, row, free, q, c = self.sides[side]
-        out = p.copy()
-        jac = None
-        if len(free):
-            prm = self.params[row[free]]
-            m = _matrix(self.fitgeom, prm)
-            out[free] = np.einsum("nij,nj->ni", m, q) + c + prm[:, -2:]
-            if jacobian:
-                jac = _jacobian(self.fitgeom, prm, q)
+        row, r, q, c, free = self.sides[side]
+        # Per group, then gathered per point (the groups are few, the points many); fixed points
+        # keep their position.
+        m = _matrix(self.fitgeom, self.params) if len(self.free) else np.zeros((1, 2, 2))
+        t = self.params[:, -2:] if len(self.free) else np.zeros((1, 2))
+        m = np.where(free[:, None, None], m[r], np.eye(2))
+        t = np.where(free[:, None], t[r], 0.0)
+        out = np.einsum("nij,nj->ni", m, q) + c + t
+        jac = _jacobian(self.fitgeom, self.params, q, r) if jacobian and len(self.free) else None
         return out, jac
 
     def residuals(self) -> np.ndarray:
@@ -174,65 +186,38 @@ class _Model:
         return out
 
 
-def _blocks(model: _Model) -> list:
-    """For each pair of sides (a/b, a/b): the links where both are free, sorted by the block
-    (row group, column group) of the normal matrix they add to, and the segment starts."""
-    n = len(model.sides[0][0])
-    rows = []
-    for _, row, free, _, _ in model.sides:
-        r = np.full(n, -1, np.intp)
-        r[free] = row[free]
-        rows.append(r)
-    g = len(model.free)
-    out = []
-    for x in range(2):
-        for y in range(2):
-            li = np.nonzero((rows[x] >= 0) & (rows[y] >= 0))[0]
-            if not len(li):
-                continue
-            key = rows[x][li] * g + rows[y][li]
-            order = np.argsort(key, kind="stable")
-            li, key = li[order], key[order]
-            starts = np.r_[0, np.nonzero(np.diff(key))[0] + 1]
-            out.append((x, y, li, key[starts], np.r_[starts, len(li)]))
-    return out, rows
-
-
 def _solve_step(model: _Model, w: np.ndarray) -> np.ndarray:
     """One Gauss-Newton step (weights ``w`` per link; 0 = unused).
 
-    The normal equations are summed block by block: a link touches at most two groups, so its
-    products go to the blocks (a, a), (a, b), (b, a), (b, b); links sorted by block once
-    (:func:`_blocks`), each block is one small matrix product. (A sparse (2n, P) design matrix
-    and its product took ~10x longer at 32 images x 10k sources.)
+    A link touches at most two groups: each segment of links between groups a and b adds its
+    products to the normal-matrix blocks (a, a), (a, b), (b, a), (b, b), as a few small matrix
+    products over contiguous slices. (A sparse (2n, P) design matrix and its products took
+    ~5x longer at 32 images x 10k sources.)
     """
     (ta, ja), (tb, jb) = model._side(0, True), model._side(1, True)
-    r = ta - tb
-    n, g, k = len(r), len(model.free), model.k
-    if model.blocks is None:
-        model.blocks = _blocks(model)
-    blocks, rows = model.blocks
-    jac = []
-    for (_, _, free, _, _), jj, sign in ((model.sides[0], ja, 1.0), (model.sides[1], jb, -1.0)):
-        full = np.zeros((n, 2, k))
-        if jj is not None:
-            full[free] = sign * jj
-        jac.append(full)
+    g, k = len(model.free), model.k
+    if g == 0 or ja is None:
+        return np.zeros((g, k))
+    r = (ta - tb).ravel()
+    jb = -jb
+    jaw, jbw = ja * w[:, None, None], jb * w[:, None, None]
+    normal = np.zeros((g, g, k, k))
     grad = np.zeros((g, k))
-    rw = r * w[:, None]
-    for x in range(2):
-        sel = rows[x] >= 0
-        if sel.any():
-            gx = np.einsum("nik,ni->nk", jac[x][sel], rw[sel])
-            for e in range(k):
-                grad[:, e] += np.bincount(rows[x][sel], weights=gx[:, e], minlength=g)
-    normal = np.zeros((g * g, k, k))
-    for x, y, li, keys, bounds in blocks:
-        xs = (jac[x][li] * w[li, None, None]).reshape(-1, k)
-        ys = jac[y][li].reshape(-1, k)
-        for key, a, b in zip(keys, bounds[:-1], bounds[1:]):
-            normal[key] += xs[2 * a:2 * b].T @ ys[2 * a:2 * b]
-    normal = normal.reshape(g, g, k, k).transpose(0, 2, 1, 3).reshape(g * k, g * k)
+    for s0, s1, ra, rb in model.segments:
+        rs = r[2 * s0:2 * s1]
+        if ra >= 0:
+            a, aw = ja[s0:s1].reshape(-1, k), jaw[s0:s1].reshape(-1, k)
+            normal[ra, ra] += aw.T @ a
+            grad[ra] += aw.T @ rs
+        if rb >= 0:
+            b, bw = jb[s0:s1].reshape(-1, k), jbw[s0:s1].reshape(-1, k)
+            normal[rb, rb] += bw.T @ b
+            grad[rb] += bw.T @ rs
+        if ra >= 0 and rb >= 0:
+            x = aw.T @ b
+            normal[ra, rb] += x
+            normal[rb, ra] += x.T
+    normal = normal.transpose(0, 2, 1, 3).reshape(g * k, g * k)
     step = np.linalg.lstsq(normal, -grad.ravel(), rcond=None)[0]
     return step.reshape(g, k)
 
@@ -260,6 +245,11 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
     """
     if fitgeom not in NPARAMS:
         raise ValueError(f"fitgeometry must be one of {', '.join(NPARAMS)}, got {fitgeom!r}")
+    # Sorted by group pair for the model's segments; the results go back in the given order.
+    order = np.lexsort((links.gb, links.ga))
+    back = np.empty_like(order)
+    back[order] = np.arange(len(order))
+    links = links.subset(order)
     model = _Model(fitgeom, free, centers, links)
     all_links = np.ones(len(links), bool)
     use = all_links.copy()
@@ -294,7 +284,7 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
         r = solve(use)
     norm = np.hypot(r[:, 0], r[:, 1])
     rmse = float(np.sqrt(np.sum(links.w[use] * norm[use] ** 2) / np.sum(links.w[use]))) if use.any() else float("nan")
-    return JointFit(model.transforms(), use, r, rmse, iterations)
+    return JointFit(model.transforms(), use[back], r[back], rmse, iterations)
 
 
 def decompose(matrix: np.ndarray) -> dict[str, float]:

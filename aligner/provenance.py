@@ -38,9 +38,18 @@ def software_versions() -> dict[str, str]:
 
 
 def npz_bytes(**arrays) -> bytes:
-    """Arrays -> compressed .npz bytes (a portable, exact binary record)."""
+    """Arrays -> compressed .npz bytes (a portable, exact binary record, read by ``np.load``).
+
+    Deflate level 1: ``np.savez_compressed``'s default level took 0.43 s for the matched pairs
+    of 32 images x 10k sources, level 1 a quarter of that, for files a few per cent larger.
+    """
+    import zipfile
+
     buf = io.BytesIO()
-    np.savez_compressed(buf, **{k: np.asarray(v) for k, v in arrays.items()})
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for k, v in arrays.items():
+            with zf.open(f"{k}.npy", "w", force_zip64=True) as f:
+                np.lib.format.write_array(f, np.asanyarray(v), allow_pickle=False)
     return buf.getvalue()
 
 
