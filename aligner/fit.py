@@ -166,11 +166,20 @@ class _Model:
         row, r, q, c, free = self.sides[side]
         # Per group, then gathered per point (the groups are few, the points many); fixed points
         # keep their position.
-        m = _matrix(self.fitgeom, self.params) if len(self.free) else np.zeros((1, 2, 2))
-        t = self.params[:, -2:] if len(self.free) else np.zeros((1, 2))
-        m = np.where(free[:, None, None], m[r], np.eye(2))
-        t = np.where(free[:, None], t[r], 0.0)
-        out = np.einsum("nij,nj->ni", m, q) + c + t
+        if not len(self.free):
+            return q + c, None
+        m = _matrix(self.fitgeom, self.params)
+        t = self.params[:, -2:]
+        qx, qy = q[:, 0], q[:, 1]
+        out = np.empty_like(q)
+        if free.all():
+            out[:, 0] = m[r, 0, 0] * qx + m[r, 0, 1] * qy + t[r, 0]
+            out[:, 1] = m[r, 1, 0] * qx + m[r, 1, 1] * qy + t[r, 1]
+            out += c
+        else:
+            out[:, 0] = np.where(free, m[r, 0, 0] * qx + m[r, 0, 1] * qy + t[r, 0], qx)
+            out[:, 1] = np.where(free, m[r, 1, 0] * qx + m[r, 1, 1] * qy + t[r, 1], qy)
+            out += c
         jac = _jacobian(self.fitgeom, self.params, q, r) if jacobian and len(self.free) else None
         return out, jac
 
