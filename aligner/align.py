@@ -39,6 +39,10 @@ log = logging.getLogger(__name__)
 _SQRT2 = math.sqrt(2.0)
 #: Overlapping groups each group is linked to in the joint relative fit (besides the reference).
 _NEIGHBOURS = 2
+#: Sources of a group used for its first correction (a random subset of larger lists).
+_PLACE_SOURCES = 5000
+#: Links per pair of groups in the first joint fit (see _sample_links).
+_FIRST_PASS_LINKS = 20000
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -198,6 +202,21 @@ def _link_pairs(free: list[int], placed: list[Group], neighbours: dict[int, list
     return out
 
 
+def _sample_links(links: Links, cap: int = None) -> Links:
+    """At most ``cap`` links (a random subset) between any two groups: enough for the first
+    joint fit, whose only use is to re-match within ten times its median residual (the second
+    fit uses every link). At 32 images x 100k sources a pass over all 3.5M links took 10 s."""
+    cap = _FIRST_PASS_LINKS if cap is None else cap
+    if len(links) <= cap:
+        return links
+    key = links.ga.astype(np.int64) * (int(links.gb.max()) + 2) + (links.gb + 1)
+    order = np.lexsort((np.random.default_rng(0).random(len(links)), key))
+    k = key[order]
+    start = np.r_[0, np.nonzero(np.diff(k))[0] + 1]
+    rank = np.arange(len(k)) - np.repeat(start, np.diff(np.r_[start, len(k)]))
+    return links.subset(np.sort(order[rank < cap]))
+
+
 def _rematch_radius(fitted, tolerance: float) -> float:
     """Matching radius of the pass after a fit: ten times the median residual of the links it
     used (true pairs sit in a core a few mas wide; chance pairs within ``tolerance`` spread over
@@ -340,19 +359,26 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
     found = off is not None and off.significant
     shift = np.array([off.dx, off.dy]) if found else np.array(guess, float)
-    i, j = match_pairs(g.xy + shift, rxy, _first_radius(tolerance, rxy) if found else tolerance)
+    # The first correction only has to be good enough to match (the joint fit uses every source
+    # afterwards): a few thousand sources fix it to a fraction of a mas, at a fraction of the
+    # cost for lists of 100k.
+    sel = np.arange(len(g.xy))
+    if len(sel) > _PLACE_SOURCES:
+        sel = np.sort(np.random.default_rng(g.index).choice(len(sel), _PLACE_SOURCES, replace=False))
+    gxy, gw = g.xy[sel], g.weight[sel]
+    i, j = match_pairs(gxy + shift, rxy, _first_radius(tolerance, rxy) if found else tolerance)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
         return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
     # Without a significant histogram peak (no 2D histogram, or none found) the matches must
     # show the offset themselves: more than chance gives. (A peak from every source is the
     # better evidence in crowded fields, where thinning leaves the lists few stars in common.)
     chance, expected = (False, 0.0) if found else _by_chance(
-        len(i), g.xy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
+        len(i), gxy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
     if chance:
         return None, (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected at "
                       "random): no common offset within searchrad")
-    first = Links(np.full(len(i), g.index), g.xy[i], np.full(len(i), REFERENCE), rxy[j],
-                  1.0 / (1.0 / g.weight[i] + 1.0 / rw[j]), i, rrow[j])
+    first = Links(np.full(len(i), g.index), gxy[i], np.full(len(i), REFERENCE), rxy[j],
+                  1.0 / (1.0 / gw[i] + 1.0 / rw[j]), sel[i], rrow[j])
     f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
     t = f.transforms[g.index]
     if _large(t, g, limit):
@@ -362,7 +388,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     # dozen chance pairs can agree to a few mas): re-match within ten times its median residual,
     # or less where chance matches would then be common (dense lists).
     r = min(_rematch_radius(f, tolerance), _first_radius(tolerance, rxy))
-    moved = t.apply(g.xy)
+    moved = t.apply(gxy)
     n_r = len(match_pairs(moved, rxy, r)[0])
     chance, expected = _by_chance(n_r, moved, rxy, moved.min(axis=0), moved.max(axis=0), r)
     if chance:
@@ -491,11 +517,11 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         fitted = None
         links = Links.concat([])
         radius = tolerance
-        for _ in range(2):  # match at the current corrections, fit all jointly; once more after the fit
+        for npass in range(2):  # match at the current corrections, fit all jointly; once more after the fit
             parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius) for a, b in pairs]
             links = Links.concat(parts)
-            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
-                               clip_accum, minobj)
+            fitted = joint_fit(links if npass else _sample_links(links), free, {a: groups[a].center for a in free},
+                               fitgeometry, nclip, sigma, clip_accum, minobj)
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, tolerance)
         bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within)
@@ -711,8 +737,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                     status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
                 free, fitted = [], None
                 break
-            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
-                               abs_sigma, clip_accum, abs_minobj)
+            fitted = joint_fit(links if npass else _sample_links(links), free, {a: groups[a].center for a in free},
+                               abs_fitgeometry, abs_nclip, abs_sigma, clip_accum, abs_minobj)
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, abs_tolerance)
         if fitted is not None:
