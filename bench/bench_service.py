@@ -3,7 +3,7 @@
 clients in this process against ``astrodb serve`` in another, on loopback.
 
     .venv/bin/python bench/bench_service.py [--rows 10000000] [--clients 32] [--duration 60]
-        [--workers 2] [--threads 2] [--radius-arcmin 6] [--endpoint scs|cone|gsss] [--url STORE_URL --catalog NAME]
+        [--workers 2] [--threads N] [--radius-arcmin 6] [--endpoint scs|cone|gsss] [--url STORE_URL --catalog NAME]
 
 Builds a PostgreSQL store (a uniquely named database on --pg, default $ASTRODB_BENCH_PG, else
 postgresql://postgres@127.0.0.1:5432/postgres; dropped at the end unless --keep) holding
@@ -120,7 +120,9 @@ def start_server(url: str, args) -> tuple[subprocess.Popen, int]:
     env = {**os.environ}
     env.pop("ASTRODB_URL", None)
     cmd = [sys.executable, "-m", "astrodb.cli.main", "--store", url, "serve", "--port", str(port),
-           "--workers", str(args.workers), "--threads", str(args.threads), "--no-access-log"]
+           "--workers", str(args.workers), "--no-access-log"]
+    if args.threads is not None:
+        cmd[-1:-1] = ["--threads", str(args.threads)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(HERE / "out" / "service_server.log", "w"),
                             env=env, start_new_session=True)
     deadline = time.monotonic() + 60
@@ -280,7 +282,8 @@ def main(argv=None) -> None:
     p.add_argument("--duration", type=float, default=60.0)
     p.add_argument("--warmup", type=float, default=5.0)
     p.add_argument("--workers", type=int, default=2, help="uvicorn worker processes")
-    p.add_argument("--threads", type=int, default=2, help="astrodb serve --threads (queries at once per worker)")
+    p.add_argument("--threads", type=int, default=None, help="astrodb serve --threads (queries at once per "
+                   "worker; default: the server's, 1 with several workers)")
     p.add_argument("--radius-arcmin", type=float, default=6.0)
     p.add_argument("--endpoint", choices=("scs", "cone", "gsss"), default="scs")
     p.add_argument("--pg", default=os.environ.get("ASTRODB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres"))
@@ -360,7 +363,8 @@ def main(argv=None) -> None:
     else:
         md.append(f"- Store: {args.url.split('@')[-1]} catalog {args.catalog}")
     md += [
-        f"- Server: `astrodb serve --workers {args.workers} --threads {args.threads} --no-access-log` (uvicorn, "
+        f"- Server: `astrodb serve --workers {args.workers}"
+        f"{'' if args.threads is None else f' --threads {args.threads}'} --no-access-log` (uvicorn, "
         "separate process); "
         f"client: this process, {args.clients} closed-loop keep-alive HTTP/1.1 connections ({loop_name}), "
         f"{args.radius_arcmin:g}′ cones at random centres uniform on the sphere, endpoint `{args.endpoint}` "

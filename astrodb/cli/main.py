@@ -110,9 +110,10 @@ def _parser() -> argparse.ArgumentParser:
                      help="largest cone radius / footprint size accepted (default %(default)s deg)")
     srv.add_argument("--max-rows", type=int, default=100_000, help="rows per response at most, the nearest "
                      "ones; truncation is flagged (default %(default)s)")
-    srv.add_argument("--threads", type=int, default=2, help="queries at once per worker, 1-5: fewer gives "
+    srv.add_argument("--threads", type=int, default=None, help="queries at once per worker, 1-5: fewer gives "
                      "lower latency under many small cones, more keeps large cones from holding up small "
-                     "ones (default %(default)s)")
+                     "ones (default: 2 with one worker, 1 with several, which then overlap the database "
+                     "waits among themselves; docs/service.md)")
     srv.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
     sub.add_parser("demo", help="ingest Hipparcos, find Barnard's star at another epoch, align images",
@@ -220,8 +221,9 @@ def main(argv=None) -> int:
             _demo(store)
         elif args.command == "serve":
             from ..service.server import Settings, serve
+            threads = args.threads if args.threads is not None else (2 if args.workers <= 1 else 1)
             serve(Settings(store_url=args.store, max_radius=args.max_radius, max_rows=args.max_rows,
-                           threads=args.threads),
+                           threads=threads),
                   host=args.host, port=args.port, workers=args.workers, access_log=not args.no_access_log)
         elif args.command == "audit":
             return audit.run(store, args)

@@ -117,6 +117,11 @@ def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, r
         rows = cur.fetchall()
     finally:
         cur.close()
+    return fetched_columns(rows)
+
+
+def fetched_columns(rows: list[tuple]) -> dict[str, np.ndarray]:
+    """The DBAPI rows of a cap query (columns ``_FETCHED``) as numpy columns."""
     if not rows:
         return {name: np.empty(0, np.int64 if name == "source_id" else float) for name in _FETCHED}
     values = np.array(rows, dtype=float)  # None -> NaN
@@ -126,20 +131,16 @@ def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, r
     return out
 
 
-def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
-           observer: np.ndarray | None = None, columns=None,
-           pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
-    """Return the catalog's sources inside ``region`` at ``epoch`` as a Table sorted by distance.
+def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer: np.ndarray | None,
+           columns=None, pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> tuple[list[str], dict[str, np.ndarray]]:
+    """The pre-filtered rows ``data`` (from :func:`fetch_cap`) moved to ``epoch``, cut exactly to
+    ``region`` and sorted by distance from its centre: (column names, columns).
 
-    ``region`` has ``cap`` (ra, dec, radius) and ``contains(ra, dec)``; see
-    :mod:`astrodb.query.regions`. ``epoch`` is a Julian year (None: each source at its
-    reference epoch, as stored). ``observer`` is the observer's barycentric position (AU) for
-    the annual-parallax shift. ``columns`` selects output columns (default: all). With an
-    epoch, ``ra_epoch_error``/``dec_epoch_error`` are the position errors at that epoch
-    (:func:`astrodb.epoch.position_errors`; ``pm_prior`` mas/yr for sources without a proper motion).
+    With an epoch, ``ra_epoch_error``/``dec_epoch_error`` are the position errors then
+    (:func:`astrodb.epoch.position_errors`). The one place this logic lives: :func:`search`
+    makes a Table of it, the HTTP service (``astrodb.service.rows``) plain arrays.
     """
-    cra, cdec, crad = region.cap
-    data = fetch_cap(conn, stats, cra, cdec, prefilter_radius(stats, crad, epoch, observer))
+    cra, cdec, _ = region.cap
     ra, dec = data["ra"], data["dec"]
     moved = np.zeros(len(ra), dtype=bool)
     if epoch is not None:
@@ -166,6 +167,24 @@ def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | N
         if unknown:
             raise QueryError(f"unknown column(s) {unknown}; available: {names}")
         names = wanted + (["distance"] if "distance" not in wanted else [])
+    return names, {n: values[n] for n in names}
+
+
+def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
+           observer: np.ndarray | None = None, columns=None,
+           pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
+    """Return the catalog's sources inside ``region`` at ``epoch`` as a Table sorted by distance.
+
+    ``region`` has ``cap`` (ra, dec, radius) and ``contains(ra, dec)``; see
+    :mod:`astrodb.query.regions`. ``epoch`` is a Julian year (None: each source at its
+    reference epoch, as stored). ``observer`` is the observer's barycentric position (AU) for
+    the annual-parallax shift. ``columns`` selects output columns (default: all). With an
+    epoch, ``ra_epoch_error``/``dec_epoch_error`` are the position errors at that epoch
+    (:func:`astrodb.epoch.position_errors`; ``pm_prior`` mas/yr for sources without a proper motion).
+    """
+    cra, cdec, crad = region.cap
+    data = fetch_cap(conn, stats, cra, cdec, prefilter_radius(stats, crad, epoch, observer))
+    names, values = select(data, region, epoch=epoch, observer=observer, columns=columns, pm_prior=pm_prior)
     arrays, units, descs = [], [], []
     for name in names:
         unit, desc = OUTPUT_COLUMNS[name]

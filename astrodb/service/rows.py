@@ -1,10 +1,9 @@
 """Query results as plain numpy columns, and the service's cone search without astropy Tables.
 
 :func:`cone_rows` is ``Store.cone`` — the same pre-filter query (``search.fetch_cap`` with
-``prefilter_radius``), propagation, exact cut, ordering and epoch errors, step for step as
-``astrodb.query.search.search`` — minus the astropy Table, which costs more than everything
-else for a small cone (about half of ``Store.cone`` at 6′). The tests compare the two on both
-backends. Footprints go through ``Store.footprint`` and :meth:`Rows.from_table`.
+``prefilter_radius``) and the same propagation, exact cut, ordering and epoch errors
+(``search.select``) — minus the astropy Table, which costs more than everything else for a
+small cone (about half of ``Store.cone`` at 6′). The tests compare the two on both backends. Footprints go through ``Store.footprint`` and :meth:`Rows.from_table`.
 """
 from __future__ import annotations
 
@@ -15,10 +14,9 @@ import numpy as np
 from astropy.table import Table
 
 from .. import epoch as epochs
-from ..errors import QueryError
-from ..query.regions import Cone, separation_deg
-from ..query.search import (_DB_COLUMNS, _FETCHED, _PG_CAP_SQL, OUTPUT_COLUMNS, POSTGIS_SPHERE_RADIUS_M,
-                            CatalogStats, fetch_cap, prefilter_radius)
+from ..query.regions import Cone
+from ..query.search import (_FETCHED, _PG_CAP_SQL, OUTPUT_COLUMNS, POSTGIS_SPHERE_RADIUS_M, CatalogStats,
+                            fetch_cap, fetched_columns, prefilter_radius, select)
 
 # PostgreSQL, no epoch: the pre-filter needs the catalog's id only (its radius does not depend
 # on the motion statistics), so one statement finds both and a round trip is saved. Empty
@@ -87,33 +85,8 @@ def cone_rows(store, catalog: str, ra: float, dec: float, radius: float, *, epoc
         else:
             stats = store._stats(conn, catalog)
             data = fetch_cap(conn, stats, cra, cdec, prefilter_radius(stats, crad, epoch, None))
-    ra_, dec_ = data["ra"], data["dec"]
-    moved = np.zeros(len(ra_), dtype=bool)
-    if epoch is not None:
-        p = epochs.propagate(ra_, dec_, data["pmra"], data["pmdec"], data["parallax"],
-                             data["radial_velocity"], data["ref_epoch"], epoch, observer=None)
-        ra_, dec_, moved = p.ra, p.dec, p.moved
-    keep = region.contains(ra_, dec_)
-    dist = separation_deg(cra, cdec, ra_[keep], dec_[keep])
-    order = np.argsort(dist, kind="stable")
-    sel = np.nonzero(keep)[0][order]
-    values = {name: data[name][sel] for name in _DB_COLUMNS}
-    values["ra"], values["dec"], values["distance"] = ra_[sel], dec_[sel], dist[order]
-    if epoch is not None:
-        values["ra_ref"], values["dec_ref"], values["propagated"] = data["ra"][sel], data["dec"][sel], moved[sel]
-        has_pm = ~(np.isnan(values["pmra"]) | np.isnan(values["pmdec"]))
-        values["ra_epoch_error"], values["dec_epoch_error"] = epochs.position_errors(
-            values["ra_error"], values["dec_error"], values["pmra_error"], values["pmdec_error"],
-            epoch - values["ref_epoch"], has_pm=has_pm, ra_pmra_corr=data["ra_pmra_corr"][sel],
-            dec_pmdec_corr=data["dec_pmdec_corr"][sel], pm_prior=pm_prior)
-    names = [n for n in OUTPUT_COLUMNS if n in values]
-    if columns is not None:
-        wanted = list(columns)
-        unknown = [c for c in wanted if c not in values]
-        if unknown:
-            raise QueryError(f"unknown column(s) {unknown}; available: {names}")
-        names = wanted + (["distance"] if "distance" not in wanted else [])
-    return Rows(names, {n: values[n] for n in names})
+    names, values = select(data, region, epoch=epoch, observer=None, columns=columns, pm_prior=pm_prior)
+    return Rows(names, values)
 
 
 def _fetch_cap_by_name(conn, catalog: str, ra: float, dec: float, radius: float):
@@ -124,10 +97,4 @@ def _fetch_cap_by_name(conn, catalog: str, ra: float, dec: float, radius: float)
         rows = cur.fetchall()
     finally:
         cur.close()
-    if not rows:
-        return None
-    values = np.array(rows, dtype=float)  # None -> NaN
-    out = {"source_id": np.fromiter((r[0] for r in rows), np.int64, len(rows))}
-    for j, name in enumerate(_FETCHED[1:], start=1):
-        out[name] = values[:, j]
-    return out
+    return fetched_columns(rows) if rows else None
