@@ -289,12 +289,13 @@ def match_pairs(src: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[np.
     r = ref[rsel]
     ssel = np.nonzero(_in_box(src, r.min(axis=0) - tolerance, r.max(axis=0) + tolerance))[0]
     s = src[ssel]
-    d, j = cKDTree(r).query(s, k=1, distance_upper_bound=tolerance)
+    # workers=-1: the queries of large lists run on every core (scipy's threads).
+    d, j = cKDTree(r).query(s, k=1, distance_upper_bound=tolerance, workers=-1)
     ok = np.isfinite(d)
     i = np.nonzero(ok)[0]
     j = j[ok]
     # Mutual: the source is the nearest of all sources to its reference point (a source outside
     # the box is farther than the tolerance from every point in it).
-    _, back = cKDTree(s).query(r[j], k=1)
+    _, back = cKDTree(s).query(r[j], k=1, workers=-1)
     mutual = back == i
     return ssel[i[mutual]], rsel[j[mutual]]
