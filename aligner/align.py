@@ -92,6 +92,9 @@ def _link(ga: int, a: Group, ia: np.ndarray, gb: int, pb: np.ndarray, wb: np.nda
 
 def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float) -> Links:
     """Links between two groups' sources, matched at their current corrections."""
+    if ta.rigid and tb.rigid:
+        ia, ib = _match_rigid(a, ta, b, tb, tolerance)
+        return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
     pa, pb = ta.apply(a.xy), tb.apply(b.xy)
     sa = np.nonzero(_in_box(pa, tb.apply(np.stack([b.lo, b.hi])).min(0), tb.apply(np.stack([b.lo, b.hi])).max(0),
                             tolerance))[0]
@@ -100,6 +103,26 @@ def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, to
     i, j = match_pairs(pa[sa], pb[sb], tolerance)
     ia, ib = sa[i], sb[j]
     return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
+
+
+def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float
+                 ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`.match.match_pairs` of the two groups at rigid corrections, through each group's
+    own KD-tree of its uncorrected positions: a rotation and shift keep distances, so the
+    mutual nearest neighbours are the same, and the trees are built once per run instead of
+    once per pair and pass (at 32 images x 100k sources the builds were a third of matching)."""
+    pa_in_b = tb.inverse_apply(ta.apply(a.xy))
+    sa = np.nonzero(_in_box(pa_in_b, b.lo, b.hi, tolerance))[0]
+    if not len(sa):
+        return np.empty(0, np.intp), np.empty(0, np.intp)
+    d, j = b.tree.query(pa_in_b[sa], k=1, distance_upper_bound=tolerance, workers=-1)
+    ok = np.isfinite(d)
+    i, j = sa[ok], j[ok]
+    if not len(i):
+        return i, j
+    _, back = a.tree.query(ta.inverse_apply(tb.apply(b.xy[j])), k=1, workers=-1)
+    mutual = back == i
+    return i[mutual], j[mutual]
 
 
 def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,

@@ -71,6 +71,15 @@ class GroupTransform:
     def apply(self, p: np.ndarray) -> np.ndarray:
         return p @ self.matrix.T + self.shift
 
+    @property
+    def rigid(self) -> bool:
+        """A rotation and shift (distances kept): shift and rshift corrections."""
+        return bool(np.allclose(self.matrix.T @ self.matrix, np.eye(2), rtol=0.0, atol=1e-12))
+
+    def inverse_apply(self, p: np.ndarray) -> np.ndarray:
+        """The point q with ``apply(q) == p``."""
+        return np.linalg.solve(self.matrix, (p - self.shift).T).T
+
 
 @dataclass
 class JointFit:

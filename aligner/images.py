@@ -51,6 +51,15 @@ class Group:
     lo: np.ndarray            # bounding box of the footprints in the plane (arcsec)
     hi: np.ndarray
     xy_all: np.ndarray = field(default_factory=lambda: np.empty((0, 2)))  # before thinning (offsets)
+    _tree: object = field(default=None, repr=False)
+
+    @property
+    def tree(self):
+        """KD-tree of ``xy`` (built on first use)."""
+        if self._tree is None:
+            from scipy.spatial import cKDTree
+            self._tree = cKDTree(self.xy)
+        return self._tree
 
     @property
     def center(self) -> np.ndarray:
