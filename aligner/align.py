@@ -410,14 +410,14 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     shift = np.array([off.dx, off.dy]) if found else np.array(guess, float)
     # The first correction only has to be good enough to match (the joint fit uses every source
     # afterwards): a few thousand sources fix it to a fraction of a mas, at a fraction of the
-    # cost for lists of 100k.
-    # Sources where the placed groups' are (a partial overlap must not dilute the subset).
+    # cost for lists of 100k. They are drawn from where the placed groups' sources are, so
+    # that a partial overlap does not dilute them.
     if len(rxy):
         sel = np.nonzero(_in_box(g.xy + shift, rxy.min(axis=0), rxy.max(axis=0), tolerance))[0]
     else:
         sel = np.arange(len(g.xy))
     if len(sel) > _PLACE_SOURCES:
-        sel = np.sort(np.random.default_rng(g.index).choice(len(sel), _PLACE_SOURCES, replace=False))
+        sel = np.sort(np.random.default_rng(g.index).choice(sel, _PLACE_SOURCES, replace=False))
     gxy, gw = g.xy[sel], g.weight[sel]
     i, j = match_pairs(gxy + shift, rxy, _first_radius(tolerance, rxy) if found else tolerance)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):

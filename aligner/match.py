@@ -24,6 +24,7 @@ from scipy.spatial import cKDTree
 # Cap on the number of pair offsets put in the 2D histogram (~0.1 s): a few thousand sources'
 # worth at the densest, still a peak tens of sigma above the chance pairs.
 _MAX_PAIRS = 500_000
+#: The first, cheaper try (see :func:`find_offset`).
 _FIRST_PAIRS = 30_000
 
 
@@ -133,10 +134,11 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
     """Offset (arcsec) that best superposes ``src + offset`` on ``ref``, within ``searchrad`` of
     ``guess``.
 
-    The histogram's bins are ``tolerance / 2`` wide; the peak is the 2x2-bin window with the
-    most pairs; then the mean offset of the pairs within ``tolerance`` of the estimate, twice.
-    With many sources a random subset of ``src`` is used: first for ``_FIRST_PAIRS`` pair
-    offsets, which finds the usual, strong peak in a fifth of the time, then, if that shows no
+    The histogram's bins are ``tolerance / 2`` wide; the peak is the 2x2-bin window most
+    significant above the chance pairs expected there; then the background-corrected mean
+    offset of the pairs near the estimate, in windows shrinking from ``tolerance`` to a quarter
+    of it. With many sources a random subset of ``src`` is used: first for ``_FIRST_PAIRS``
+    pair offsets, which finds the usual, strong peak at a small cost, then, if that shows no
     significant peak, for ``_MAX_PAIRS`` (a small overlap in a dense field).
     """
     first = _offset(src, ref, searchrad, tolerance, guess, seed, _FIRST_PAIRS)
@@ -161,8 +163,8 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     ref = ref[_in_box(ref, moved.min(axis=0) - reach, moved.max(axis=0) + reach)]
     if len(ref) == 0:
         return Offset(g[0], g[1], 0, 0.0, False)
-    lo, hi = ref.min(axis=0), ref.max(axis=0)
-    area = max(float(np.prod(hi - lo + 2 * tolerance)), 1e-12)
+    rlo, rhi = ref.min(axis=0), ref.max(axis=0)
+    area = max(float(np.prod(rhi - rlo + 2 * tolerance)), 1e-12)
     expected = len(src) * len(ref) * math.pi * reach ** 2 / area
     rng = np.random.default_rng(seed)
     if expected > max_pairs:
@@ -178,7 +180,6 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # in a dense field). Every expected count below is scaled by that shape, normalized to the
     # pairs found within the reach.
     slo, shi = moved.min(axis=0), moved.max(axis=0)
-    rlo, rhi = ref.min(axis=0), ref.max(axis=0)
 
     def overlap(off: np.ndarray) -> np.ndarray:
         off = np.atleast_2d(off)
@@ -208,9 +209,9 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     hist = np.bincount(bx * nbin + by, minlength=nbin * nbin).reshape(nbin, nbin).astype(float)
     # 2x2 box sums: a peak narrower than a bin lies wholly in one of them wherever it falls
     # (a 3x3 box would add five bins of chance pairs: in dense fields that buries a small
-    # overlap's peak).
-    # The best box is the one most significant above its expected chance pairs (each bin's:
-    # the shape above over the part of the bin inside the search radius, sampled 4 x 4).
+    # overlap's peak). The best box is the one most significant above its expected chance
+    # pairs (per bin: the shape above over the part of the bin inside the search radius,
+    # sampled 4 x 4).
     sub_t = (np.arange(4) + 0.5) / 4.0
     cx = edges[:-1, None] + width * sub_t[None, :]                      # (nbin, 4)
     px = np.repeat(np.repeat(cx[:, None, :, None], nbin, 1), 4, 3)      # (nbin, nbin, 4, 4)
@@ -228,8 +229,8 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     s = np.unravel_index(np.argmax(sub), sub.shape)
     k = (k[0] + s[0], k[1] + s[1])
     est = np.array([(edges[k[0]] + edges[k[0] + 1]) / 2, (edges[k[1]] + edges[k[1] + 1]) / 2])
-    # Refine with the pairs near the estimate, shrinking the window; chance pairs are uniform
-    # over the window, so their share of the sum is removed (their mean is the window centre).
+    # Refine with the pairs near the estimate, shrinking the window; chance pairs are nearly
+    # uniform over a window, so their share of the sum is removed (their mean is its centre).
     # The refinement moves the estimate by at most the sum of its radii (2 x tolerance) and
     # then looks within the tolerance: only pairs within 3 x tolerance of the start matter.
     d = d[np.einsum("ij,ij->i", d - est, d - est) < (3.0 * tolerance) ** 2]
