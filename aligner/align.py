@@ -90,10 +90,14 @@ def _link(ga: int, a: Group, ia: np.ndarray, gb: int, pb: np.ndarray, wb: np.nda
     return Links(np.full(len(ia), ga, np.intp), pa, np.full(len(ia), gb, np.intp), pb, w, ia, ib)
 
 
-def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float) -> Links:
-    """Links between two groups' sources, matched at their current corrections."""
+def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float,
+                  max_sources: int | None = None) -> Links:
+    """Links between two groups' sources, matched at their current corrections; with
+    ``max_sources``, only for a random subset of ``a``'s sources that large (each still paired
+    with its mutual nearest neighbour among all of ``b``'s, so the pairs are those a full match
+    would give for them)."""
     if ta.rigid and tb.rigid:
-        ia, ib = _match_rigid(a, ta, b, tb, tolerance)
+        ia, ib = _match_rigid(a, ta, b, tb, tolerance, max_sources)
         return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
     pa, pb = ta.apply(a.xy), tb.apply(b.xy)
     sa = np.nonzero(_in_box(pa, tb.apply(np.stack([b.lo, b.hi])).min(0), tb.apply(np.stack([b.lo, b.hi])).max(0),
@@ -105,8 +109,8 @@ def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, to
     return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
 
 
-def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float
-                 ) -> tuple[np.ndarray, np.ndarray]:
+def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float,
+                 max_sources: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`.match.match_pairs` of the two groups at rigid corrections, through each group's
     own KD-tree of its uncorrected positions: a rotation and shift keep distances, so the
     mutual nearest neighbours are the same, and the trees are built once per run instead of
@@ -115,6 +119,8 @@ def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tol
     sa = np.nonzero(_in_box(pa_in_b, b.lo, b.hi, tolerance))[0]
     if not len(sa):
         return np.empty(0, np.intp), np.empty(0, np.intp)
+    if max_sources is not None and len(sa) > max_sources:
+        sa = np.sort(np.random.default_rng(a.index).choice(sa, max_sources, replace=False))
     d, j = b.tree.query(pa_in_b[sa], k=1, distance_upper_bound=tolerance, workers=-1)
     ok = np.isfinite(d)
     i, j = sa[ok], j[ok]
@@ -233,6 +239,8 @@ def _sample_links(links: Links, cap: int = None) -> Links:
     if len(links) <= cap:
         return links
     key = links.ga.astype(np.int64) * (int(links.gb.max()) + 2) + (links.gb + 1)
+    if np.bincount(np.unique(key, return_inverse=True)[1]).max() <= cap:
+        return links
     order = np.lexsort((np.random.default_rng(0).random(len(links)), key))
     k = key[order]
     start = np.r_[0, np.nonzero(np.diff(k))[0] + 1]
@@ -571,7 +579,10 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         links = Links.concat([])
         radius = tolerance
         for npass in range(2):  # match at the current corrections, fit all jointly; once more after the fit
-            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius) for a, b in pairs]
+            # The first pass only has to bring the corrections close enough for the re-match:
+            # a subset of each pair's sources does (see _sample_links).
+            cap = None if npass else _FIRST_PASS_LINKS
+            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius, cap) for a, b in pairs]
             links = Links.concat(parts)
             fitted = joint_fit(links if npass else _sample_links(links), free, {a: groups[a].center for a in free},
                                fitgeometry, nclip, sigma, clip_accum, minobj)
