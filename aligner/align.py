@@ -42,7 +42,7 @@ _NEIGHBOURS = 2
 #: Sources of a group used for its first correction (a random subset of larger lists).
 _PLACE_SOURCES = 5000
 #: Links per pair of groups in the first joint fit (see _sample_links).
-_FIRST_PASS_LINKS = 20000
+_FIRST_PASS_LINKS = 5000
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -391,26 +391,29 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     Returns ((transform, neighbour groups), None) or (None, the failure status)."""
     if not near:
         return None, "FAILED: no overlap with the images already aligned"
-    rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in near])
-    rw = np.concatenate([p.weight for p in near])
-    rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in near])
-    rrow = np.concatenate([np.arange(len(p.xy)) for p in near])
+    # The placed groups that overlap g most, until they cover all of it (for the matches) or
+    # half of it (for the offset). Every group overlapping it would repeat the same stars k
+    # times: k times the chance pairs for the same histogram peak (at 32 images x 100k sources
+    # a mosaic's middle had 586k such points and the histogram lost its peak) and k times the
+    # points to search.
+    area = float(np.prod(g.hi - g.lo)) or 1.0
+    covered, cover, use = 0.0, [], []
+    for p in sorted(near, key=lambda p: -g.overlap(p, searchrad)):
+        cover.append(p)
+        if covered < 0.5 * area:
+            use.append(p)
+        covered += g.overlap(p, searchrad)
+        if covered >= area:
+            break
+    rxy = np.concatenate([transforms[p.index].apply(p.xy) for p in cover])
+    rw = np.concatenate([p.weight for p in cover])
+    rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in cover])
+    rrow = np.concatenate([np.arange(len(p.xy)) for p in cover])
     box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
     rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
     guess = (xoffset, yoffset)
     # The offset from every source (as tweakwcs: thinning by separation is for the matching;
     # in dense fields it leaves the two lists few stars in common).
-    # The offset's reference points: the placed groups that overlap g most, until they cover
-    # half of it. Every group overlapping it would repeat the same stars k times: k times the
-    # chance pairs for the same peak (at 32 images x 100k sources a mosaic's middle had 586k
-    # such points and the histogram lost its peak).
-    area = float(np.prod(g.hi - g.lo)) or 1.0
-    covered, use = 0.0, []
-    for p in sorted(near, key=lambda p: -g.overlap(p, searchrad)):
-        use.append(p)
-        covered += g.overlap(p, searchrad)
-        if covered >= 0.5 * area:
-            break
     rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in use])
     rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
     off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
