@@ -139,9 +139,9 @@ def _jacobian(fitgeom: str, p: np.ndarray, q: np.ndarray) -> np.ndarray:
 class _Model:
     """Parameters of the free groups and the evaluation of every link under them.
 
-    The links must be sorted by (ga, gb) (:func:`joint_fit` does it): each run of links
-    between the same two groups is a *segment*, evaluated over contiguous slices with the two
-    groups' matrices (no per-link gathers: at 3.5M links those dominated the time)."""
+    Each run of links between the same two groups is a *segment*, evaluated over contiguous
+    slices with the two groups' matrices (no per-link gathers: at 3.5M links those dominated
+    the time); :func:`joint_fit` sorts links that come in many short runs."""
 
     def __init__(self, fitgeom: str, free: list[int], centers: dict[int, np.ndarray], links: Links) -> None:
         self.fitgeom, self.free = fitgeom, list(free)
@@ -249,11 +249,16 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
     """
     if fitgeom not in NPARAMS:
         raise ValueError(f"fitgeometry must be one of {', '.join(NPARAMS)}, got {fitgeom!r}")
-    # Sorted by group pair for the model's segments; the results go back in the given order.
-    order = np.lexsort((links.gb, links.ga))
-    back = np.empty_like(order)
-    back[order] = np.arange(len(order))
-    links = links.subset(order)
+    # The model works on runs of links between the same two groups (as the aligner builds
+    # them: one run per matched pair of groups); links in any other order are sorted by group
+    # pair first, and the results go back in the given order.
+    runs = int(np.count_nonzero((np.diff(links.ga) != 0) | (np.diff(links.gb) != 0))) + 1 if len(links) else 0
+    back = None
+    if runs > 4 * (len(free) + 1) ** 2:
+        order = np.lexsort((links.gb, links.ga))
+        back = np.empty_like(order)
+        back[order] = np.arange(len(order))
+        links = links.subset(order)
     model = _Model(fitgeom, free, centers, links)
     all_links = np.ones(len(links), bool)
     use = all_links.copy()
@@ -288,7 +293,9 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
         r = solve(use)
     norm = np.hypot(r[:, 0], r[:, 1])
     rmse = float(np.sqrt(np.sum(links.w[use] * norm[use] ** 2) / np.sum(links.w[use]))) if use.any() else float("nan")
-    return JointFit(model.transforms(), use[back], r[back], rmse, iterations)
+    if back is not None:
+        use, r = use[back], r[back]
+    return JointFit(model.transforms(), use, r, rmse, iterations)
 
 
 def decompose(matrix: np.ndarray) -> dict[str, float]:

@@ -100,6 +100,29 @@ def test_joint_fit_ties_a_group_without_reference_stars_through_its_neighbour():
         assert np.allclose(f.transforms[g].matrix, m, atol=1e-6) and np.allclose(f.transforms[g].shift, s, atol=2e-4)
 
 
+def test_links_in_any_order_give_the_same_fit_and_per_link_results():
+    # The fit works on runs of links between the same two groups; shuffled links (many short
+    # runs) are sorted first and the residuals / used flags come back in the given order.
+    rng = np.random.default_rng(6)
+    stars = rng.uniform(-60, 60, (500, 2))
+    t0, t1 = (_rot(0.01), np.array([0.5, -0.2])), (_rot(-0.02), np.array([-0.4, 0.3]))
+    a, b = _observe(stars, *t0, 0.001, rng), _observe(stars, *t1, 0.001, rng)
+    a[:10] += 0.5  # outliers, clipped
+    n = len(stars)
+    links = Links.concat([_to_ref(0, a, stars), _to_ref(1, b, stars),
+                          Links(np.zeros(n, np.intp), a, np.ones(n, np.intp), b, np.ones(n), np.arange(n),
+                                np.arange(n))])
+    centers = {0: np.zeros(2), 1: np.zeros(2)}
+    runs = joint_fit(links, [0, 1], centers, "rshift")
+    perm = rng.permutation(len(links))
+    shuffled = joint_fit(links.subset(perm), [0, 1], centers, "rshift")
+    for g in (0, 1):
+        assert np.allclose(runs.transforms[g].matrix, shuffled.transforms[g].matrix, atol=1e-12)
+        assert np.allclose(runs.transforms[g].shift, shuffled.transforms[g].shift, atol=1e-10)
+    assert np.array_equal(runs.used[perm], shuffled.used) and not runs.used[:10].any()
+    assert np.allclose(runs.residuals[perm], shuffled.residuals, atol=1e-10)
+
+
 def test_unknown_geometry_is_an_error():
     with pytest.raises(ValueError, match="fitgeometry"):
         joint_fit(Links.concat([]), [], {}, "affine")
