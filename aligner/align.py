@@ -25,6 +25,7 @@ import warnings
 from pathlib import Path
 
 import numpy as np
+from scipy.spatial import cKDTree
 
 from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
@@ -129,6 +130,33 @@ def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tol
     _, back = a.tree.query(ta.inverse_apply(tb.apply(b.xy[j])), k=1, workers=-1)
     mutual = back == i
     return i[mutual], j[mutual]
+
+
+def _match_reference(g: Group, t: GroupTransform, rpos: np.ndarray, ref_tree, radius: float,
+                     max_sources: int | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours within ``radius`` between group ``g`` at correction ``t`` and the
+    reference points ``rpos`` (KD-tree ``ref_tree``, built once per run): (rows of g, rows of
+    rpos, the corrected positions of the sources tried). With ``max_sources``, only a random
+    subset of the group's sources that large is tried (each still checked against all)."""
+    sub = np.arange(len(g.xy))
+    if max_sources is not None and len(sub) > max_sources:
+        sub = np.sort(np.random.default_rng(g.index).choice(len(sub), max_sources, replace=False))
+    pa = t.apply(g.xy[sub])
+    if ref_tree is None or not len(sub):
+        return np.empty(0, np.intp), np.empty(0, np.intp), pa
+    if not t.rigid:
+        i, j = match_pairs(pa, rpos, radius)
+        return sub[i], j, pa
+    d, j = ref_tree.query(pa, k=1, distance_upper_bound=radius, workers=-1)
+    ok = np.isfinite(d)
+    i, j = sub[ok], j[ok]
+    if not len(i):
+        return i, j, pa
+    # Mutual among all the group's sources: the group's own tree, with the reference points
+    # taken back through the (distance-keeping) correction.
+    _, back = g.tree.query(t.inverse_apply(rpos[j]), k=1, workers=-1)
+    mutual = back == i
+    return i[mutual], j[mutual], pa
 
 
 def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -794,14 +822,17 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                                                    and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
                 for g in live}
         radius = abs_tolerance
+        ref_tree = cKDTree(rpos) if len(rpos) else None
         for npass in range(2):
             if not free:
                 break
             parts = []
+            # The first pass only has to bring the corrections close enough for the re-match:
+            # a subset of each group's sources does (see _sample_links).
+            cap = None if npass else _FIRST_PASS_LINKS
             for a in list(free):
                 g = groups[a]
-                pa = transforms[a].apply(g.xy)
-                i, j = match_pairs(pa, rpos, radius)
+                i, j, pa = _match_reference(g, transforms[a], rpos, ref_tree, radius, cap)
                 if npass == 0 and not peak.get(a, False):
                     chance, expected = _by_chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
                     if chance:
@@ -810,7 +841,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                         free.remove(a)
                         continue
                 parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
-            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius)
+            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius, cap)
                       for a in free for b in nbrs[a] if b > a]
             links = Links.concat(parts)
             nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
