@@ -31,7 +31,7 @@ from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .images import Group, load_images, make_groups, plane_for, project
-from .match import find_offset, match_pairs, thin
+from .match import find_offset, match_pairs, thin, workers
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 
@@ -122,12 +122,12 @@ def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tol
         return np.empty(0, np.intp), np.empty(0, np.intp)
     if max_sources is not None and len(sa) > max_sources:
         sa = np.sort(np.random.default_rng(a.index).choice(sa, max_sources, replace=False))
-    d, j = b.tree.query(pa_in_b[sa], k=1, distance_upper_bound=tolerance, workers=-1)
+    d, j = b.tree.query(pa_in_b[sa], k=1, distance_upper_bound=tolerance, workers=workers(len(sa)))
     ok = np.isfinite(d)
     i, j = sa[ok], j[ok]
     if not len(i):
         return i, j
-    _, back = a.tree.query(ta.inverse_apply(tb.apply(b.xy[j])), k=1, workers=-1)
+    _, back = a.tree.query(ta.inverse_apply(tb.apply(b.xy[j])), k=1, workers=workers(len(j)))
     mutual = back == i
     return i[mutual], j[mutual]
 
@@ -147,14 +147,14 @@ def _match_reference(g: Group, t: GroupTransform, rpos: np.ndarray, ref_tree, ra
     if not t.rigid:
         i, j = match_pairs(pa, rpos, radius)
         return sub[i], j, pa
-    d, j = ref_tree.query(pa, k=1, distance_upper_bound=radius, workers=-1)
+    d, j = ref_tree.query(pa, k=1, distance_upper_bound=radius, workers=workers(len(pa)))
     ok = np.isfinite(d)
     i, j = sub[ok], j[ok]
     if not len(i):
         return i, j, pa
     # Mutual among all the group's sources: the group's own tree, with the reference points
     # taken back through the (distance-keeping) correction.
-    _, back = g.tree.query(t.inverse_apply(rpos[j]), k=1, workers=-1)
+    _, back = g.tree.query(t.inverse_apply(rpos[j]), k=1, workers=workers(len(j)))
     mutual = back == i
     return i[mutual], j[mutual], pa
 
