@@ -220,10 +220,8 @@ def test_crowded_fields_align_and_never_report_a_false_success(n, kind, seed):
         aligner.relative_align(corr)
     status = [c.meta["fit_info"]["status"] for c in corr]
     ok_corr, ok_scene = _aligned_subset(corr, scene)
-    assert len(ok_corr) >= n - 1, status
     assert relative_error_mas(ok_corr, ok_scene) < 0.2  # every image said aligned is aligned
-    for s in status:
-        assert s in ("SUCCESS", "REFERENCE") or "chance" in s, s
+    assert len(ok_corr) == n, status                       # and all are (measured 0.037 / 0.052 mas)
 
     corr = make_correctors(scene)
     aligner.absolute_align(corr, scene.refcat)
