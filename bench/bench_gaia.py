@@ -64,6 +64,8 @@ import psycopg
 
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
+sys.path.insert(0, str(HERE))
+from bench_store import code_version, pg_url_for  # noqa: E402  (one copy of the run-header helpers)
 OUT_DIR = HERE / "out"
 CACHE_DIR = OUT_DIR / "gaia_dr3_files"
 CACHE_VERSION = 1  # bump when the generated files change
@@ -359,27 +361,6 @@ def machine_info() -> dict:
             break
     return {"nproc": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)), "cpu": cpu, "ram": ram,
             "kernel": platform.release()}
-
-
-def code_version() -> str:
-    import subprocess
-    try:
-        head = subprocess.run(["git", "-C", str(ROOT), "log", "-1", "--format=%h %ad %s", "--date=format:%H:%M"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", "astrodb", "migrations"],
-                               capture_output=True, text=True, timeout=10).stdout.splitlines()
-    except Exception as exc:
-        return f"unknown ({exc})"
-    return f"commit {head or '(none)'}" + (f" + {len(dirty)} uncommitted file(s) under astrodb/, migrations/" if dirty else "")
-
-
-def pg_url_for(admin: str, dbname: str) -> str:
-    base = admin.rsplit("/", 1)[0]
-    for p in ("postgresql+psycopg://", "postgresql://", "postgres://"):
-        if base.startswith(p):
-            base = base[len(p):]
-            break
-    return f"postgresql://{base}/{dbname}"
 
 
 def angular_count(ra: np.ndarray, dec: np.ndarray, ra0: float, dec0: float, radius_deg: float) -> int:
