@@ -31,7 +31,7 @@ from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .images import Group, load_images, make_groups, plane_for, project
-from .match import find_offset, match_pairs, thin, workers
+from .match import find_offset, in_box, match_pairs, thin, workers
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 
@@ -42,8 +42,9 @@ _SQRT2 = math.sqrt(2.0)
 _NEIGHBOURS = 2
 #: Sources of a group used for its first correction (a random subset of larger lists).
 _PLACE_SOURCES = 5000
-#: Links per pair of groups in the first joint fit (see _sample_links).
-_FIRST_PASS_LINKS = 5000
+#: Sources per group (and pair of groups) matched in the first pass of the joint fit, whose only
+#: use is to bring the corrections close enough to re-match within ten times its median residual.
+_FIRST_PASS_SOURCES = 5000
 
 
 # --- parameters -------------------------------------------------------------------------------
@@ -80,15 +81,34 @@ def _box(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return (xy.min(axis=0), xy.max(axis=0)) if len(xy) else (np.zeros(2), np.zeros(2))
 
 
-def _in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float) -> np.ndarray:
-    return np.all((xy >= lo - pad) & (xy <= hi + pad), axis=1)
-
-
 def _link(ga: int, a: Group, ia: np.ndarray, gb: int, pb: np.ndarray, wb: np.ndarray, ib: np.ndarray,
           pa: np.ndarray) -> Links:
     wa = a.weight[ia]
     w = 1.0 / (1.0 / wa + 1.0 / wb)
     return Links(np.full(len(ia), ga, np.intp), pa, np.full(len(ia), gb, np.intp), pb, w, ia, ib)
+
+
+def _random_subset(idx: np.ndarray, limit: int | None, seed: int) -> np.ndarray:
+    """``idx``, or a sorted random subset of it of size ``limit`` (seeded: runs repeat)."""
+    if limit is None or len(idx) <= limit:
+        return idx
+    return np.sort(np.random.default_rng(seed).choice(idx, limit, replace=False))
+
+
+def _mutual(ref_tree, pts: np.ndarray, idx: np.ndarray, src_tree, back, radius: float
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """Mutual nearest neighbours within ``radius``: the sources ``idx`` (at ``pts`` in the frame
+    of ``ref_tree``) each with its nearest reference point, kept where that point's nearest
+    source in ``src_tree`` (after ``back``: reference rows -> positions in that tree's frame)
+    is the same source. Returns (source rows, reference rows)."""
+    d, j = ref_tree.query(pts, k=1, distance_upper_bound=radius, workers=workers(len(pts)))
+    ok = np.isfinite(d)
+    i, j = idx[ok], j[ok]
+    if not len(i):
+        return i, j
+    _, nearest = src_tree.query(back(j), k=1, workers=workers(len(j)))
+    mutual = nearest == i
+    return i[mutual], j[mutual]
 
 
 def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tolerance: float,
@@ -101,10 +121,11 @@ def _match_groups(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, to
         ia, ib = _match_rigid(a, ta, b, tb, tolerance, max_sources)
         return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
     pa, pb = ta.apply(a.xy), tb.apply(b.xy)
-    sa = np.nonzero(_in_box(pa, tb.apply(np.stack([b.lo, b.hi])).min(0), tb.apply(np.stack([b.lo, b.hi])).max(0),
-                            tolerance))[0]
-    sb = np.nonzero(_in_box(pb, pa[sa].min(0) if len(sa) else np.zeros(2),
-                            pa[sa].max(0) if len(sa) else np.zeros(2), tolerance))[0]
+    sa = np.nonzero(in_box(pa, tb.apply(np.stack([b.lo, b.hi])).min(0), tb.apply(np.stack([b.lo, b.hi])).max(0),
+                           tolerance))[0]
+    sa = _random_subset(sa, max_sources, a.index)
+    sb = np.nonzero(in_box(pb, pa[sa].min(0) if len(sa) else np.zeros(2),
+                           pa[sa].max(0) if len(sa) else np.zeros(2), tolerance))[0]
     i, j = match_pairs(pa[sa], pb[sb], tolerance)
     ia, ib = sa[i], sb[j]
     return _link(a.index, a, ia, b.index, b.xy[ib], b.weight[ib], ib, a.xy[ia])
@@ -117,19 +138,10 @@ def _match_rigid(a: Group, ta: GroupTransform, b: Group, tb: GroupTransform, tol
     mutual nearest neighbours are the same, and the trees are built once per run instead of
     once per pair and pass (at 32 images x 100k sources the builds were a third of matching)."""
     pa_in_b = tb.inverse_apply(ta.apply(a.xy))
-    sa = np.nonzero(_in_box(pa_in_b, b.lo, b.hi, tolerance))[0]
+    sa = _random_subset(np.nonzero(in_box(pa_in_b, b.lo, b.hi, tolerance))[0], max_sources, a.index)
     if not len(sa):
         return np.empty(0, np.intp), np.empty(0, np.intp)
-    if max_sources is not None and len(sa) > max_sources:
-        sa = np.sort(np.random.default_rng(a.index).choice(sa, max_sources, replace=False))
-    d, j = b.tree.query(pa_in_b[sa], k=1, distance_upper_bound=tolerance, workers=workers(len(sa)))
-    ok = np.isfinite(d)
-    i, j = sa[ok], j[ok]
-    if not len(i):
-        return i, j
-    _, back = a.tree.query(ta.inverse_apply(tb.apply(b.xy[j])), k=1, workers=workers(len(j)))
-    mutual = back == i
-    return i[mutual], j[mutual]
+    return _mutual(b.tree, pa_in_b[sa], sa, a.tree, lambda j: ta.inverse_apply(tb.apply(b.xy[j])), tolerance)
 
 
 def _match_reference(g: Group, t: GroupTransform, rpos: np.ndarray, ref_tree, radius: float,
@@ -138,25 +150,17 @@ def _match_reference(g: Group, t: GroupTransform, rpos: np.ndarray, ref_tree, ra
     reference points ``rpos`` (KD-tree ``ref_tree``, built once per run): (rows of g, rows of
     rpos, the corrected positions of the sources tried). With ``max_sources``, only a random
     subset of the group's sources that large is tried (each still checked against all)."""
-    sub = np.arange(len(g.xy))
-    if max_sources is not None and len(sub) > max_sources:
-        sub = np.sort(np.random.default_rng(g.index).choice(len(sub), max_sources, replace=False))
+    sub = _random_subset(np.arange(len(g.xy)), max_sources, g.index)
     pa = t.apply(g.xy[sub])
     if ref_tree is None or not len(sub):
         return np.empty(0, np.intp), np.empty(0, np.intp), pa
     if not t.rigid:
         i, j = match_pairs(pa, rpos, radius)
         return sub[i], j, pa
-    d, j = ref_tree.query(pa, k=1, distance_upper_bound=radius, workers=workers(len(pa)))
-    ok = np.isfinite(d)
-    i, j = sub[ok], j[ok]
-    if not len(i):
-        return i, j, pa
     # Mutual among all the group's sources: the group's own tree, with the reference points
     # taken back through the (distance-keeping) correction.
-    _, back = g.tree.query(t.inverse_apply(rpos[j]), k=1, workers=workers(len(j)))
-    mutual = back == i
-    return i[mutual], j[mutual], pa
+    i, j = _mutual(ref_tree, pa, sub, g.tree, lambda j: t.inverse_apply(rpos[j]), radius)
+    return i, j, pa
 
 
 def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
@@ -164,14 +168,14 @@ def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.nd
     """Are ``n_matched`` one-to-one matches within ``tolerance`` no more than chance would give
     between the sources ``src_xy`` and the reference points over the box (lo, hi)? Returns
     (True if not significant, the expected number of chance matches)."""
-    inside = ref_xy[_in_box(ref_xy, lo, hi, 0.0)]
+    inside = ref_xy[in_box(ref_xy, lo, hi, 0.0)]
     if not len(inside):
         return n_matched == 0, 0.0
     # Where the reference points are (a partial overlap must not dilute the density) and the
     # sources that could meet them there.
     rlo, rhi = inside.min(axis=0), inside.max(axis=0)
     area = float(np.prod(np.maximum(rhi - rlo, tolerance)))
-    n_src = int(np.count_nonzero(_in_box(src_xy, rlo, rhi, tolerance)))
+    n_src = int(np.count_nonzero(in_box(src_xy, rlo, rhi, tolerance)))
     # Each source has a reference point within the tolerance by chance with probability
     # p = 1 - exp(-density * pi * tolerance^2) (Poisson); the count is binomial.
     p = -math.expm1(-len(inside) / area * math.pi * tolerance ** 2)
@@ -272,23 +276,6 @@ def _link_pairs(free: list[int], placed: list[Group], neighbours: dict[int, list
                 seen.add(key)
                 out.append((a, b))
     return out
-
-
-def _sample_links(links: Links, cap: int = None) -> Links:
-    """At most ``cap`` links (a random subset) between any two groups: enough for the first
-    joint fit, whose only use is to re-match within ten times its median residual (the second
-    fit uses every link). At 32 images x 100k sources a pass over all 3.5M links took 10 s."""
-    cap = _FIRST_PASS_LINKS if cap is None else cap
-    if len(links) <= cap:
-        return links
-    key = links.ga.astype(np.int64) * (int(links.gb.max()) + 2) + (links.gb + 1)
-    if np.bincount(np.unique(key, return_inverse=True)[1]).max() <= cap:
-        return links
-    order = np.lexsort((np.random.default_rng(0).random(len(links)), key))
-    k = key[order]
-    start = np.r_[0, np.nonzero(np.diff(k))[0] + 1]
-    rank = np.arange(len(k)) - np.repeat(start, np.diff(np.r_[start, len(k)]))
-    return links.subset(np.sort(order[rank < cap]))
 
 
 def _rematch_radius(fitted, tolerance: float) -> float:
@@ -452,13 +439,13 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     rw = np.concatenate([p.weight for p in cover])
     rgrp = np.concatenate([np.full(len(p.xy), p.index) for p in cover])
     rrow = np.concatenate([np.arange(len(p.xy)) for p in cover])
-    box = _in_box(rxy, g.lo, g.hi, searchrad + tolerance)
+    box = in_box(rxy, g.lo, g.hi, searchrad + tolerance)
     rxy, rw, rgrp, rrow = rxy[box], rw[box], rgrp[box], rrow[box]
     guess = (xoffset, yoffset)
     # The offset from every source (as tweakwcs: thinning by separation is for the matching;
     # in dense fields it leaves the two lists few stars in common).
     rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in use])
-    rall = rall[_in_box(rall, g.lo, g.hi, searchrad + tolerance)]
+    rall = rall[in_box(rall, g.lo, g.hi, searchrad + tolerance)]
     off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
     found = off is not None and off.significant
     shift = np.array([off.dx, off.dy]) if found else np.array(guess, float)
@@ -467,13 +454,13 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     # cost for lists of 100k. They are drawn from where the placed groups' sources are, so
     # that a partial overlap does not dilute them.
     if len(rxy):
-        sel = np.nonzero(_in_box(g.xy + shift, rxy.min(axis=0), rxy.max(axis=0), tolerance))[0]
+        sel = np.nonzero(in_box(g.xy + shift, rxy.min(axis=0), rxy.max(axis=0), tolerance))[0]
     else:
         sel = np.arange(len(g.xy))
-    if len(sel) > _PLACE_SOURCES:
-        sel = np.sort(np.random.default_rng(g.index).choice(sel, _PLACE_SOURCES, replace=False))
+    sel = _random_subset(sel, _PLACE_SOURCES, g.index)
     gxy, gw = g.xy[sel], g.weight[sel]
-    i, j = match_pairs(gxy + shift, rxy, _first_radius(tolerance, rxy) if found else tolerance)
+    dense_radius = _first_radius(tolerance, rxy)
+    i, j = match_pairs(gxy + shift, rxy, dense_radius if found else tolerance)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
         return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
     # Without a significant histogram peak (no 2D histogram, or none found) the matches must
@@ -494,7 +481,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     # The fit must gather more matches than chance at its own precision (in dense fields a few
     # dozen chance pairs can agree to a few mas): re-match within ten times its median residual,
     # or less where chance matches would then be common (dense lists).
-    r = min(_rematch_radius(f, tolerance), _first_radius(tolerance, rxy))
+    r = min(_rematch_radius(f, tolerance), dense_radius)
     moved = t.apply(gxy)
     n_r = len(match_pairs(moved, rxy, r)[0])
     chance, expected = _by_chance(n_r, moved, rxy, moved.min(axis=0), moved.max(axis=0), r)
@@ -626,12 +613,12 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         radius = tolerance
         for npass in range(2):  # match at the current corrections, fit all jointly; once more after the fit
             # The first pass only has to bring the corrections close enough for the re-match:
-            # a subset of each pair's sources does (see _sample_links).
-            cap = None if npass else _FIRST_PASS_LINKS
+            # a subset of each pair's sources does (_FIRST_PASS_SOURCES).
+            cap = None if npass else _FIRST_PASS_SOURCES
             parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius, cap) for a, b in pairs]
             links = Links.concat(parts)
-            fitted = joint_fit(links if npass else _sample_links(links), free, {a: groups[a].center for a in free},
-                               fitgeometry, nclip, sigma, clip_accum, minobj)
+            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
+                               clip_accum, minobj)
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, tolerance)
         bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within)
@@ -770,7 +757,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         live = [g for g in groups if len(g.xy)]
         near = np.zeros(len(rxy), bool)
         for g in live:
-            near |= _in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
+            near |= in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
         near &= np.all(np.isfinite(rxy), axis=1)
         ridx = np.nonzero(near)[0]
         if save_abs_catalog:
@@ -828,8 +815,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 break
             parts = []
             # The first pass only has to bring the corrections close enough for the re-match:
-            # a subset of each group's sources does (see _sample_links).
-            cap = None if npass else _FIRST_PASS_LINKS
+            # a subset of each group's sources does (_FIRST_PASS_SOURCES).
+            cap = None if npass else _FIRST_PASS_SOURCES
             for a in list(free):
                 g = groups[a]
                 i, j, pa = _match_reference(g, transforms[a], rpos, ref_tree, radius, cap)
@@ -850,8 +837,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                     status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
                 free, fitted = [], None
                 break
-            fitted = joint_fit(links if npass else _sample_links(links), free, {a: groups[a].center for a in free},
-                               abs_fitgeometry, abs_nclip, abs_sigma, clip_accum, abs_minobj)
+            fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
+                               abs_sigma, clip_accum, abs_minobj)
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, abs_tolerance)
         if fitted is not None:

@@ -160,7 +160,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # Only reference points that can pair with a source (a group against a whole mosaic's
     # catalog: a few times fewer points in the trees).
     moved = src + g
-    ref = ref[_in_box(ref, moved.min(axis=0) - reach, moved.max(axis=0) + reach)]
+    ref = ref[in_box(ref, moved.min(axis=0) - reach, moved.max(axis=0) + reach)]
     if len(ref) == 0:
         return Offset(g[0], g[1], 0, 0.0, False)
     rlo, rhi = ref.min(axis=0), ref.max(axis=0)
@@ -281,8 +281,10 @@ def workers(n_queries: int) -> int:
     return -1 if n_queries > 20000 else 1
 
 
-def _in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
-    return (xy[:, 0] >= lo[0]) & (xy[:, 0] <= hi[0]) & (xy[:, 1] >= lo[1]) & (xy[:, 1] <= hi[1])
+def in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float = 0.0) -> np.ndarray:
+    """Mask of the points of ``xy`` (n, 2) inside the box [lo - pad, hi + pad]."""
+    return ((xy[:, 0] >= lo[0] - pad) & (xy[:, 0] <= hi[0] + pad)
+            & (xy[:, 1] >= lo[1] - pad) & (xy[:, 1] <= hi[1] + pad))
 
 
 def match_pairs(src: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
@@ -291,11 +293,11 @@ def match_pairs(src: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[np.
     if len(src) == 0 or len(ref) == 0:
         return empty
     # Each side only where the other can reach it (an image against a mosaic's catalog).
-    rsel = np.nonzero(_in_box(ref, src.min(axis=0) - tolerance, src.max(axis=0) + tolerance))[0]
+    rsel = np.nonzero(in_box(ref, src.min(axis=0) - tolerance, src.max(axis=0) + tolerance))[0]
     if len(rsel) == 0:
         return empty
     r = ref[rsel]
-    ssel = np.nonzero(_in_box(src, r.min(axis=0) - tolerance, r.max(axis=0) + tolerance))[0]
+    ssel = np.nonzero(in_box(src, r.min(axis=0) - tolerance, r.max(axis=0) + tolerance))[0]
     s = src[ssel]
     d, j = cKDTree(r).query(s, k=1, distance_upper_bound=tolerance, workers=workers(len(s)))
     ok = np.isfinite(d)
