@@ -101,14 +101,43 @@ def _sqlite_cap_sql(nranges: int) -> str:
             "ON sources.catalog_id = ? AND sources.hpx29 BETWEEN r.lo AND r.hi")
 
 
+# PostgreSQL: the same query as binary COPY, every column fixed-width (NULL -> NaN), so that the
+# rows are one numpy structured array: 75k rows in 0.12 s instead of 0.36 s as fetchall + tuples
+# (0.6 instead of 0.9 ms for 137 rows). tests/astrodb/query/test_search.py checks every value.
+_PG_COPY_SQL = ("COPY (SELECT source_id, "
+                + ", ".join(f"COALESCE({c}, 'NaN'::float8)" for c in _FETCHED[1:])
+                + " FROM sources WHERE catalog_id = %s AND ST_DWithin(geog, "
+                "geography(ST_SetSRID(ST_MakePoint(%s, %s), 4326)), %s, false)) TO STDOUT (FORMAT BINARY)")
+# A binary COPY row: field count (int16), then per field its length (int32) and value, big-endian.
+_PG_COPY_ROW = np.dtype([("nfields", ">i2"), ("len_source_id", ">i4"), ("source_id", ">i8")]
+                        + [t for name in _FETCHED[1:] for t in ((f"len_{name}", ">i4"), (name, ">f8"))])
+_PG_COPY_HEADER = 19   # signature (11), flags (4), header extension length (4, zero)
+_PG_COPY_TRAILER = 2   # int16 -1
+
+
+def _pg_copy_columns(dbapi_conn, params: tuple) -> dict[str, np.ndarray]:
+    """Run the PostgreSQL cap query as binary COPY; its rows as numpy columns."""
+    cur = dbapi_conn.cursor()
+    try:
+        with cur.copy(_PG_COPY_SQL, params) as copy:
+            data = b"".join(copy)
+    finally:
+        cur.close()
+    n, rest = divmod(len(data) - _PG_COPY_HEADER - _PG_COPY_TRAILER, _PG_COPY_ROW.itemsize)
+    if rest or not data.startswith(b"PGCOPY\n\xff\r\n\x00"):
+        raise QueryError(f"unexpected binary COPY data from PostgreSQL ({len(data)} bytes)")
+    rows = np.frombuffer(data, dtype=_PG_COPY_ROW, count=n, offset=_PG_COPY_HEADER)
+    return {name: rows[name].astype(np.int64 if name == "source_id" else float) for name in _FETCHED}
+
+
 def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, radius: float) -> dict[str, np.ndarray]:
     """Return the catalog's rows whose stored position is within ``radius`` deg of (ra, dec),
     possibly with a few more (the index cells' margins), as numpy columns."""
     if conn.dialect.name == "postgresql":
-        sql, params = _PG_CAP_SQL, (stats.id, ra - 180.0, dec, math.radians(radius) * POSTGIS_SPHERE_RADIUS_M)
-    else:
-        ranges = cone_ranges(ra, dec, radius)
-        sql, params = _sqlite_cap_sql(len(ranges)), (*ranges.ravel().tolist(), stats.id)
+        return _pg_copy_columns(conn.connection.dbapi_connection,
+                                (stats.id, ra - 180.0, dec, math.radians(radius) * POSTGIS_SPHERE_RADIUS_M))
+    ranges = cone_ranges(ra, dec, radius)
+    sql, params = _sqlite_cap_sql(len(ranges)), (*ranges.ravel().tolist(), stats.id)
     # The DBAPI cursor gives plain tuples: numpy converts SQLAlchemy Row objects ~25x slower
     # (measured: 3 000 rows, 105 ms as Rows, 4 ms as tuples).
     cur = conn.connection.dbapi_connection.cursor()

@@ -1,0 +1,44 @@
+"""astrodb.query.search.fetch_cap: the pre-filter's rows as numpy columns, exactly as stored."""
+from __future__ import annotations
+
+import numpy as np
+import sqlalchemy as sa
+from astropy.table import Table
+
+from astrodb.query.search import _FETCHED, fetch_cap
+from astrodb.store.schema import sources
+
+
+def test_fetch_cap_returns_the_stored_values_with_nulls_as_nan(db_factory):
+    """On PostgreSQL the rows come as binary COPY parsed by numpy: every value (int64 ids beyond
+    2**53, NULL -> NaN, full float64) equals what a plain SELECT returns."""
+    rng = np.random.default_rng(5)
+    n = 500
+    pm = rng.normal(0, 20, n)
+    pm[::3] = np.nan                        # 2-parameter sources: no motion, no parallax
+    t = Table({"source_id": (2 ** 62 + np.arange(n) * 7919).astype(np.int64),
+               "ra": (359.99 + rng.uniform(0, 0.02, n)) % 360.0, "dec": rng.uniform(-0.01, 0.01, n),
+               "ra_error": rng.uniform(0.01, 1, n), "dec_error": rng.uniform(0.01, 1, n),
+               "pmra": pm, "pmdec": pm * 0.5, "parallax": np.where(np.isnan(pm), np.nan, 1.0 / 3.0),
+               "mag": rng.uniform(10, 20, n)})
+    store = db_factory.store()
+    try:
+        store.ingest_catalog(t, name="fetch", epoch=2016.0)
+        with store.engine.connect() as conn:
+            stats = store._stats(conn, "fetch")
+            got = fetch_cap(conn, stats, 0.0, 0.0, 0.05)
+            empty = fetch_cap(conn, stats, 180.0, 0.0, 0.05)
+            cols = [sources.c[name] for name in _FETCHED]
+            rows = conn.execute(sa.select(*cols).where(sources.c.catalog_id == stats.id)).all()
+        assert set(got) == set(_FETCHED) and all(len(v) == 0 for v in empty.values())
+        assert got["source_id"].dtype == np.int64 and got["ra"].dtype == np.float64
+        order = np.argsort(got["source_id"])
+        want = {name: np.array([r[k] for r in sorted(rows, key=lambda r: r[0])],
+                               dtype=np.int64 if name == "source_id" else float)
+                for k, name in enumerate(_FETCHED)}
+        assert len(got["source_id"]) == n
+        for name in _FETCHED:
+            np.testing.assert_array_equal(got[name][order], want[name], err_msg=name)
+        assert np.isnan(got["pmra"]).sum() == np.isnan(pm).sum() and np.isnan(got["radial_velocity"]).all()
+    finally:
+        store.close()
