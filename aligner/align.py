@@ -32,6 +32,7 @@ from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .images import Group, load_images, make_groups, plane_for, project
 from .match import find_offset, in_box, match_pairs, thin, workers
+from .threads import in_background, thread_map
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 
@@ -615,7 +616,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             # The first pass only has to bring the corrections close enough for the re-match:
             # a subset of each pair's sources does (_FIRST_PASS_SOURCES).
             cap = None if npass else _FIRST_PASS_SOURCES
-            parts = [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius, cap) for a, b in pairs]
+            parts = thread_map(lambda ab: _match_groups(groups[ab[0]], transforms[ab[0]], groups[ab[1]],
+                                                        transforms[ab[1]], radius, cap), pairs)
             links = Links.concat(parts)
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, fitgeometry, nclip, sigma,
                                clip_accum, minobj)
@@ -731,7 +733,6 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             rec.images = images
         plane = plane_for(images)
         project(images, plane)
-        groups = make_groups(images, abs_separation)
 
         # One cone over the combined footprint, padded by the search radius.
         corners = np.concatenate([np.stack([im.corners_ra, im.corners_dec], -1) for im in images
@@ -749,8 +750,12 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 observer_pos = earth_barycentric_position(jy)
             if observer is not None:
                 observer_pos = np.asarray(observer, float).reshape(3)
-        ref = refcats.resolve(abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
-                              observer=observer_pos, store=store, centroid_error_mas=centroid_error)
+        # The query runs (mostly in the database server) while the images' sources are thinned.
+        query = in_background(lambda: refcats.resolve(
+            abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
+            observer=observer_pos, store=store, centroid_error_mas=centroid_error))
+        groups = make_groups(images, abs_separation)
+        ref = query.result()
         if rec is not None:
             rec.reference = ref
         rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
@@ -784,21 +789,25 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             common_significant = False
             if abs_use2dhist:
                 allxy = np.concatenate([g.xy_all for g in live])
-                off = find_offset(allxy, rall, abs_searchrad, abs_tolerance)
+                # Quick: where it finds nothing (e.g. each group off in its own direction), each
+                # group is searched over the whole radius below.
+                off = find_offset(allxy, rall, abs_searchrad, abs_tolerance, quick=True)
                 if off.significant:
                     common = np.array([off.dx, off.dy])
                     common_significant = True
-            for g in live:
-                o = common
-                if abs_use2dhist:
-                    # Each group's own offset: near the common one first (a small, cheap search),
-                    # over the whole search radius if that finds no significant peak.
-                    own = find_offset(g.xy_all, rall, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance,
-                                      tuple(common))
-                    if not own.significant:
-                        own = find_offset(g.xy_all, rall, abs_searchrad, abs_tolerance)
-                    if own.significant:
-                        o = np.array([own.dx, own.dy])
+
+            def own_offset(g: Group):
+                # Each group's own offset: near the common one first (a small, cheap search),
+                # over the whole search radius if that finds no significant peak.
+                own = find_offset(g.xy_all, rall, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance,
+                                  tuple(common))
+                if not own.significant:
+                    own = find_offset(g.xy_all, rall, abs_searchrad, abs_tolerance)
+                return own
+
+            owns = thread_map(own_offset, live) if abs_use2dhist else [None] * len(live)
+            for g, own in zip(live, owns):
+                o = np.array([own.dx, own.dy]) if own is not None and own.significant else common
                 offsets[g.index] = o
                 peak[g.index] = abs_use2dhist and (own.significant or common_significant)
                 transforms[g.index] = GroupTransform(np.eye(2), o.copy())
@@ -817,9 +826,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             # The first pass only has to bring the corrections close enough for the re-match:
             # a subset of each group's sources does (_FIRST_PASS_SOURCES).
             cap = None if npass else _FIRST_PASS_SOURCES
-            for a in list(free):
+            matched = thread_map(lambda a: _match_reference(groups[a], transforms[a], rpos, ref_tree, radius, cap),
+                                 free)
+            for a, (i, j, pa) in zip(list(free), matched):
                 g = groups[a]
-                i, j, pa = _match_reference(g, transforms[a], rpos, ref_tree, radius, cap)
                 if npass == 0 and not peak.get(a, False):
                     chance, expected = _by_chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
                     if chance:
@@ -828,8 +838,9 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                         free.remove(a)
                         continue
                 parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
-            parts += [_match_groups(groups[a], transforms[a], groups[b], transforms[b], radius, cap)
-                      for a in free for b in nbrs[a] if b > a]
+            parts += thread_map(lambda ab: _match_groups(groups[ab[0]], transforms[ab[0]], groups[ab[1]],
+                                                         transforms[ab[1]], radius, cap),
+                                [(a, b) for a in free for b in nbrs[a] if b > a])
             links = Links.concat(parts)
             nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
             if sum(nref.values()) < abs_minobj:

@@ -14,6 +14,7 @@ from .catalogs import image_sources, read_table
 from .errors import CatalogError
 from .match import thin
 from .plane import TangentPlane
+from .threads import thread_map
 
 
 @dataclass
@@ -150,13 +151,15 @@ def make_groups(images: list[Image], separation: float, *, one_group: bool = Fal
     for im in images:
         key = ("all",) if one_group else (("image", im.index) if im.group_id is None else ("id", im.group_id))
         order.setdefault(key, []).append(im)
+    masks = dict(zip((im.index for im in images),
+                     thread_map(lambda m: thin(m.xy, separation, _area(m.corners)), images)))
     groups = []
     for gi, members in enumerate(order.values()):
         xy = np.concatenate([m.xy for m in members]) if members else np.empty((0, 2))
         w = np.concatenate([m.weight for m in members])
         img = np.concatenate([np.full(len(m.xy), k) for k, m in enumerate(members)]).astype(np.intp)
         row = np.concatenate([m.rows for m in members]).astype(np.intp)
-        keep = np.concatenate([thin(m.xy, separation, _area(m.corners)) for m in members])
+        keep = np.concatenate([masks[m.index] for m in members])
         pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
         lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
         groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi,

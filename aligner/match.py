@@ -130,7 +130,7 @@ def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 
 def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float,
-                guess: tuple[float, float] = (0.0, 0.0), *, seed: int = 0) -> Offset:
+                guess: tuple[float, float] = (0.0, 0.0), *, seed: int = 0, quick: bool = False) -> Offset:
     """Offset (arcsec) that best superposes ``src + offset`` on ``ref``, within ``searchrad`` of
     ``guess``.
 
@@ -139,10 +139,11 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
     offset of the pairs near the estimate, in windows shrinking from ``tolerance`` to a quarter
     of it. With many sources a random subset of ``src`` is used: first for ``_FIRST_PAIRS``
     pair offsets, which finds the usual, strong peak at a small cost, then, if that shows no
-    significant peak, for ``_MAX_PAIRS`` (a small overlap in a dense field).
+    significant peak, for ``_MAX_PAIRS`` (a small overlap in a dense field). ``quick``: the first
+    stage only (a cheap try that the caller follows with a full search where it fails).
     """
     first = _offset(src, ref, searchrad, tolerance, guess, seed, _FIRST_PAIRS)
-    if first.significant or first.pairs <= _FIRST_PAIRS:
+    if quick or first.significant or first.pairs <= _FIRST_PAIRS:
         return first
     return _offset(src, ref, searchrad, tolerance, guess, seed, _MAX_PAIRS)
 
