@@ -57,6 +57,7 @@ import inspect
 import io
 import json
 import math
+import threading
 import multiprocessing as mp
 import os
 import platform
@@ -310,7 +311,12 @@ class PgStore:
 class Stages:
     """Wall time per stage of one aligner call: top-level wrappers around the functions
     aligner.align calls (a call made while another wrapped one runs is not counted twice) plus
-    nested counters (det_to_world, set_correction, Store.cone) counted wherever they run."""
+    nested counters (det_to_world, set_correction, Store.cone) counted wherever they run.
+
+    The aligner maps per-group work onto threads (``aligner.threads``): such a map counts, as
+    wall time, under the stage of the functions its threads ran; the reference query runs on a
+    background thread while the images are thinned: its own duration is shown apart (it overlaps
+    the stages), the main thread's wait for it as a stage."""
 
     TOP = [("load_images", "load_images: catalogs + det_to_world"), ("plane_for", "tangent plane + projection"),
            ("project", "tangent plane + projection"), ("make_groups", "make_groups (per-image thinning)"),
@@ -323,42 +329,103 @@ class Stages:
            ("_group_results", "results (FitResult)"), ("_apply", "_apply: set_correction on every image"),
            ("_recorder", "provenance: Recorder (input WCSs serialized)"),
            ("_record", "provenance: write (output WCSs serialized, INSERT)")]
+    RESOLVE = "reference: resolve (store query + epoch, or Table)"
+    BACKGROUND = "reference query on its background thread (overlaps the stages above)"
+    WAIT = "reference: waiting for the background query"
 
     def __init__(self) -> None:
         self.t: dict[str, float] = defaultdict(float)
         self.n: dict[str, int] = defaultdict(int)
-        self.depth = 0
-        self.current: str | None = None
+        self.local = threading.local()     # per thread: depth, current stage
+        self.current: str | None = None    # the main thread's stage
+        self.seen: list[str] = []          # stages entered on worker threads during a map
         self._saved: list = []
+
+    @staticmethod
+    def _main() -> bool:
+        return threading.current_thread() is threading.main_thread()
 
     def _top(self, label, fn):
         @functools.wraps(fn)
         def w(*a, **k):
-            if self.depth:
+            loc = self.local
+            if getattr(loc, "depth", 0):
                 return fn(*a, **k)
-            self.depth += 1
-            self.current = label
+            loc.depth, loc.current = 1, label
+            main = self._main()
+            if main:
+                self.current = label
+            else:
+                self.seen.append(label)
             t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
-                self.t[label] += time.perf_counter() - t0
-                self.n[label] += 1
-                self.depth -= 1
-                self.current = None
+                if main:
+                    self.t[label] += time.perf_counter() - t0
+                    self.n[label] += 1
+                    self.current = None
+                loc.depth, loc.current = 0, None
         return w
 
     def _nested(self, label, fn):
         """Counted under the top-level stage running it: key 'stage|label'."""
         @functools.wraps(fn)
         def w(*a, **k):
-            key = f"{self.current or 'outside the stages'}|{label}"
+            stage = self.current if self._main() else getattr(self.local, "current", None)
+            key = f"{stage or 'outside the stages'}|{label}"
             t0 = time.perf_counter()
             try:
                 return fn(*a, **k)
             finally:
                 self.t[key] += time.perf_counter() - t0
                 self.n[key] += 1
+        return w
+
+    def _thread_map(self, fn):
+        """A map onto threads from the main thread outside any stage: its wall time goes to the
+        stage(s) its threads entered."""
+        @functools.wraps(fn)
+        def w(*a, **k):
+            if not self._main() or getattr(self.local, "depth", 0):
+                return fn(*a, **k)
+            self.seen = []
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                labels = list(dict.fromkeys(self.seen)) or ["other (validation, links, checks)"]
+                label = " + ".join(labels) if len(labels) > 1 else labels[0]
+                self.t[label] += time.perf_counter() - t0
+                self.n[label] += 1
+        return w
+
+    def _in_background(self, fn):
+        stages = self
+
+        class Waited:
+            def __init__(self, future):
+                self.future = future
+
+            def result(self, timeout=None):
+                t0 = time.perf_counter()
+                try:
+                    return self.future.result(timeout)
+                finally:
+                    stages.t[stages.WAIT] += time.perf_counter() - t0
+                    stages.n[stages.WAIT] += 1
+
+        @functools.wraps(fn)
+        def w(task):
+            def timed():
+                stages.local.current = stages.RESOLVE
+                t0 = time.perf_counter()
+                try:
+                    return task()
+                finally:
+                    stages.t[stages.BACKGROUND] += time.perf_counter() - t0
+                    stages.n[stages.BACKGROUND] += 1
+            return Waited(fn(timed))
         return w
 
     def _patch(self, obj, attr, wrapper):
@@ -379,7 +446,11 @@ class Stages:
             self._patch(P, "serialize_wcs", self._nested("provenance.serialize_wcs", P.serialize_wcs))
         except ImportError:
             pass
-        self._patch(R, "resolve", self._top("reference: resolve (store query + epoch, or Table)", R.resolve))
+        self._patch(R, "resolve", self._top(self.RESOLVE, R.resolve))
+        if hasattr(A, "thread_map"):
+            self._patch(A, "thread_map", self._thread_map(A.thread_map))
+        if hasattr(A, "in_background"):
+            self._patch(A, "in_background", self._in_background(A.in_background))
         for cls in (JWSTWCSCorrector, FITSWCSCorrector):
             self._patch(cls, "set_correction", self._nested(f"{cls.__name__}.set_correction",
                                                            getattr(cls, "set_correction")))
@@ -955,7 +1026,7 @@ def render(results: list[dict], args, meta: dict) -> str:
         L.append("| Stage | " + " | ".join(heads) + " |")
         L.append("|---|" + "---:|" * len(bds))
         labels: list[str] = []
-        order = [lab for _, lab in Stages.TOP] + ["reference: resolve (store query + epoch, or Table)"]
+        order = [lab for _, lab in Stages.TOP] + [Stages.RESOLVE, Stages.WAIT]
         for r, k in bds:
             for lab in r[k]["t"]:
                 if lab not in labels:
@@ -977,8 +1048,10 @@ def render(results: list[dict], args, meta: dict) -> str:
                     L.append(f"| &nbsp;&nbsp;of which {sub.split('|', 1)[1]} | "
                              + " | ".join(cell(r[k], sub) for r, k in bds) + " |")
         L.append("| other (validation, links, checks) | " + " | ".join(
-            f"{r[k]['total'] - sum(v for lab, v in r[k]['t'].items() if '|' not in lab):.3f}"
+            f"{r[k]['total'] - sum(v for lab, v in r[k]['t'].items() if '|' not in lab and lab != Stages.BACKGROUND):.3f}"
             for r, k in bds) + " |")
+        if any(Stages.BACKGROUND in r[k]["t"] for r, k in bds):
+            L.append(f"| *{Stages.BACKGROUND}* | " + " | ".join(cell(r[k], Stages.BACKGROUND) for r, k in bds) + " |")
         L.append("")
         per = defaultdict(list)
         for r, k in bds:

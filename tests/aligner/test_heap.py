@@ -1,0 +1,57 @@
+"""aligner.heap: collections skip the objects older than the run, and the freeze is undone."""
+from __future__ import annotations
+
+import gc
+import threading
+
+from aligner.heap import collect_new_objects_only
+
+
+def test_objects_are_frozen_during_the_block_and_unfrozen_after():
+    assert gc.get_freeze_count() == 0
+    with collect_new_objects_only():
+        frozen = gc.get_freeze_count()
+        assert frozen > 0
+        with collect_new_objects_only():          # nested: the same freeze
+            assert gc.get_freeze_count() == frozen
+        assert gc.get_freeze_count() == frozen
+    assert gc.get_freeze_count() == 0
+
+
+def test_a_freeze_of_the_process_is_left_alone():
+    gc.freeze()
+    try:
+        before = gc.get_freeze_count()
+        with collect_new_objects_only():
+            pass
+        assert gc.get_freeze_count() == before    # not unfrozen by the block
+    finally:
+        gc.unfreeze()
+
+
+def test_concurrent_blocks_unfreeze_when_the_last_ends():
+    entered, release = threading.Event(), threading.Event()
+
+    def other():
+        with collect_new_objects_only():
+            entered.set()
+            release.wait(10)
+
+    t = threading.Thread(target=other)
+    t.start()
+    entered.wait(10)
+    with collect_new_objects_only():
+        assert gc.get_freeze_count() > 0
+    assert gc.get_freeze_count() > 0              # the other block still runs
+    release.set()
+    t.join()
+    assert gc.get_freeze_count() == 0
+
+
+def test_the_aligner_leaves_nothing_frozen(tmp_path):
+    import aligner
+    from aligner_synth import make_correctors, make_scene
+
+    scene = make_scene(2, 300, "fits", seed=2)
+    aligner.relative_align(make_correctors(scene))
+    assert gc.get_freeze_count() == 0
