@@ -870,10 +870,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 elif _large(fitted.transforms[a], groups[a], limit):
                     status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (abs_searchrad + abs_tolerance))"
         res = _group_results(groups, links, fitted, status, abs_fitgeometry, "absolute", plane)
+        used = {"source": ref.source, "query": ref.query, "rows": int(len(ridx)), "sha256": ref.checksum()}
         for rs in res.values():
             for r in rs:
-                r.reference = {"source": ref.source, "query": ref.query, "rows": int(len(ridx)),
-                               "sha256": ref.checksum()}
+                r.reference = dict(used)
         results = _apply(groups, res, plane)
         _report_failures(results, "absolute")
     except Exception as exc:

@@ -351,8 +351,10 @@ class Stages:
             loc = self.local
             if getattr(loc, "depth", 0):
                 return fn(*a, **k)
-            loc.depth, loc.current = 1, label
             main = self._main()
+            loc.depth = 1
+            if main or getattr(loc, "current", None) is None:
+                loc.current = label
             if main:
                 self.current = label
             else:
@@ -365,7 +367,9 @@ class Stages:
                     self.t[label] += time.perf_counter() - t0
                     self.n[label] += 1
                     self.current = None
-                loc.depth, loc.current = 0, None
+                loc.depth = 0
+                if main or loc.current == label:
+                    loc.current = None
         return w
 
     def _nested(self, label, fn):
@@ -418,7 +422,7 @@ class Stages:
         @functools.wraps(fn)
         def w(task):
             def timed():
-                stages.local.current = stages.RESOLVE
+                stages.local.current = stages.BACKGROUND
                 t0 = time.perf_counter()
                 try:
                     return task()
@@ -1033,7 +1037,7 @@ def render(results: list[dict], args, meta: dict) -> str:
                     labels.append(lab)
         top = [lab for lab in dict.fromkeys(order) if lab in labels]
         top += [lab.split("|")[0] for lab in labels if "|" in lab and lab.split("|")[0] not in top]
-        top = list(dict.fromkeys(top))
+        top = [lab for lab in dict.fromkeys(top) if lab != Stages.BACKGROUND]
 
         def cell(bd, lab):
             if lab not in bd["t"]:
@@ -1052,6 +1056,10 @@ def render(results: list[dict], args, meta: dict) -> str:
             for r, k in bds) + " |")
         if any(Stages.BACKGROUND in r[k]["t"] for r, k in bds):
             L.append(f"| *{Stages.BACKGROUND}* | " + " | ".join(cell(r[k], Stages.BACKGROUND) for r, k in bds) + " |")
+            for sub in labels:
+                if sub.startswith(Stages.BACKGROUND + "|"):
+                    L.append(f"| &nbsp;&nbsp;of which {sub.split('|', 1)[1]} | "
+                             + " | ".join(cell(r[k], sub) for r, k in bds) + " |")
         L.append("")
         per = defaultdict(list)
         for r, k in bds:

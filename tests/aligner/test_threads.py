@@ -37,3 +37,26 @@ def test_in_background_returns_or_raises():
     assert in_background(lambda: 42).result(5) == 42
     with pytest.raises(KeyError):
         in_background(lambda: {}["missing"]).result(5)
+
+
+def test_alignment_is_the_same_on_one_thread_and_many(monkeypatch):
+    """Per-group tasks are seeded by their group: the fits do not depend on the thread count."""
+    import numpy as np
+
+    import aligner
+    import aligner.threads
+    from aligner_synth import make_correctors, make_scene, reference_at_epoch
+
+    scene = make_scene(6, 1500, "fits", seed=11)
+    ref = reference_at_epoch(scene)
+    out = {}
+    for n in (1, 3):
+        monkeypatch.setattr(aligner.threads, "THREADS", n)
+        rel = aligner.relative_align(make_correctors(scene))
+        ab = aligner.absolute_align(make_correctors(scene), ref)
+        out[n] = [(c.meta["fit_result"].status, c.meta["fit_result"].matrix, c.meta["fit_result"].shift,
+                   c.meta["fit_result"].nmatches) for c in rel + ab]
+    for a, b in zip(out[1], out[3]):
+        assert a[0] == b[0] and a[3] == b[3]
+        np.testing.assert_array_equal(a[1], b[1])
+        np.testing.assert_array_equal(a[2], b[2])
