@@ -30,12 +30,12 @@ from scipy.spatial import cKDTree
 from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
+from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
 from .match import find_offset, in_box, match_pairs, thin, workers
-from .heap import collect_new_objects_only
-from .threads import in_background, thread_map
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
+from .threads import in_background, thread_map
 
 log = logging.getLogger(__name__)
 

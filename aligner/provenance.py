@@ -76,8 +76,8 @@ def _install_resolver_hook() -> bool:
     """Let asdf reuse one caching schema resolver within :func:`asdf_schema_cache` (once per process).
 
     asdf 6.0 validates the tree it writes and builds a new ``RefResolver`` for every write, with
-    remote caching off, so each gwcs serialization re-parses ~30 schema YAML files: 24 ms of a
-    gwcs's 33 ms here; with one caching resolver per batch, 9 ms and byte-identical output
+    remote caching off, so each gwcs serialization re-parses ~30 schema YAML files: a JWST-style
+    gwcs took 24 ms here; with one caching resolver per batch, 9 ms, and byte-identical output
     (tests/aligner/test_provenance.py compares). asdf has no public switch for this, so the hook
     wraps its private factory and is skipped (plain asdf, same bytes) if that is not there.
     Outside a batch, or in another thread, asdf's own factory answers.
