@@ -562,7 +562,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
         images = load_images(correctors)
         if rec is not None:
-            rec.images = images
+            rec.set_images(images)
         plane = plane_for(images)
         project(images, plane)
         groups = make_groups(images, separation)
@@ -733,7 +733,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
         images = load_images(correctors)
         if rec is not None:
-            rec.images = images
+            rec.set_images(images)
         plane = plane_for(images)
         project(images, plane)
 

@@ -200,10 +200,23 @@ class Recorder:
                 except Exception as exc:  # noqa: BLE001 - a WCS we cannot serialize is recorded as such
                     self.inputs.append((wcs_kind(c.wcs), f"not serializable: {exc}".encode()))
         self.images = None
+        self._image_blobs = None
         self.reference = None
         self.reference_files = None
 
-    def _catalog(self, corrector, image) -> tuple[str, str, int]:
+    def set_images(self, images) -> None:
+        """The images' sources as the run uses them; their record (the rows used, npz, and the
+        checksum of an in-memory catalog) is prepared on other threads while the run goes on."""
+        self.images = images
+        self._image_blobs = in_background(lambda: dict(zip(
+            (im.index for im in images), thread_map(self._image_blob, images))))
+
+    @staticmethod
+    def _image_blob(im) -> tuple[bytes, str]:
+        return (npz_bytes(row=im.rows, x=im.x, y=im.y, weight=im.weight),
+                _sha256_arrays(im.x, im.y, im.weight))
+
+    def _catalog(self, corrector, image, array_sha: str | None) -> tuple[str, str, int]:
         cat = corrector.meta.get("catalog")
         if isinstance(cat, (str, os.PathLike)) and os.path.isfile(os.fspath(cat)):
             path = os.path.abspath(os.fspath(cat))
@@ -211,7 +224,7 @@ class Recorder:
         n = len(cat) if cat is not None and hasattr(cat, "__len__") else 0
         if image is None:
             return "table", "", n
-        return "table", _sha256_arrays(image.x, image.y, image.weight), n
+        return "table", array_sha, n
 
     def write(self, error: BaseException | None = None) -> str:
         """Insert the run (also when it failed: ``error`` says why); returns its run id."""
@@ -224,15 +237,14 @@ class Recorder:
         results = [c.meta.get("fit_result") if error is None or c.meta.get("fit_result") is not None else None
                    for c in self.correctors]
         images = {im.index: im for im in (self.images or [])}
-        # The arrays are compressed on other threads (zlib releases the GIL; 0.16 s for 32 x 10k
-        # sources) while this one serializes the output WCSs.
-        arrays = [*(None if images.get(i) is None else dict(row=images[i].rows, x=images[i].x, y=images[i].y,
-                                                             weight=images[i].weight)
-                    for i in range(len(self.correctors))),
-                  *(None if r is None else dict(input=r.matched_input_idx, partner=r.matched_ref_idx,
-                                                partner_image=r.matched_ref_image) for r in results)]
+        # The matches are compressed on other threads (zlib releases the GIL) while this one
+        # serializes the output WCSs; the images' rows were, while the run went on.
+        arrays = [None if r is None else dict(input=r.matched_input_idx, partner=r.matched_ref_idx,
+                                              partner_image=r.matched_ref_image) for r in results]
         compressed = in_background(lambda: thread_map(lambda a: None if a is None else npz_bytes(**a), arrays))
-        n_img = len(self.correctors)
+        if self.images and self._image_blobs is None:
+            self.set_images(self.images)
+        image_blobs = self._image_blobs.result() if self._image_blobs is not None else {}
         rows = []
         n_aligned = 0
         with asdf_schema_cache():  # the output gwcs
@@ -241,7 +253,8 @@ class Recorder:
                 if r is not None and r.step != self.step:
                     r = None  # a result of an earlier step: this run did not reach the image
                 im = images.get(i)
-                src, sha, nrows = self._catalog(c, im)
+                blob, array_sha = image_blobs.get(i, (None, None))
+                src, sha, nrows = self._catalog(c, im, array_sha)
                 kind, inp = self.inputs[i]
                 ok = r is not None and r.status == "SUCCESS"
                 fitted = r is not None and r.ok   # a failed fit records no geometry, not an identity
@@ -254,7 +267,7 @@ class Recorder:
                     "epoch": _epoch_or_none(c.meta.get("epoch")),
                     "catalog_source": src, "catalog_sha256": sha, "catalog_rows": nrows,
                     "rows_used": 0 if im is None else len(im.rows),
-                    "catalog_data": None,  # below
+                    "catalog_data": blob,
                     "wcs_kind": kind,
                     "wcsinfo": _jsonable(getattr(c, "_wcsinfo", None)),
                     "input_wcs": inp,
@@ -276,8 +289,7 @@ class Recorder:
                 })
         blobs = compressed.result()
         for i, row in enumerate(rows):
-            row["catalog_data"] = blobs[i]
-            row["matches"] = None if results[i] is None or results[i].step != self.step else blobs[n_img + i]
+            row["matches"] = None if results[i] is None or results[i].step != self.step else blobs[i]
         n = len(self.correctors)
         status = "failed" if error is not None or n_aligned == 0 else ("success" if all(
             (results[i] is not None and results[i].ok) for i in range(n)) else "partial")

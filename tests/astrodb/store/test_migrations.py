@@ -63,3 +63,15 @@ def test_postgresql_sources_have_no_per_row_foreign_key_checks(store):
         pytest.skip("PostgreSQL only (migration 0006)")
     with store.engine.connect() as conn:
         assert sa.inspect(conn).get_foreign_keys("sources", schema=PG_SCHEMA) == []
+
+
+def test_postgresql_provenance_npz_columns_are_not_compressed_again(store):
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL only (migration 0007)")
+    with store.engine.connect() as conn:
+        rows = dict(conn.execute(sa.text(
+            "SELECT attrelid::regclass::text || '.' || attname, attstorage FROM pg_attribute WHERE attrelid IN "
+            "('astrodb.prov_images'::regclass, 'astrodb.prov_runs'::regclass) AND attname IN "
+            "('catalog_data', 'matches', 'ref_data', 'input_wcs', 'output_wcs')")).all())
+    assert {k.split(".")[-1]: v for k, v in rows.items()} == {
+        "catalog_data": "e", "matches": "e", "ref_data": "e", "input_wcs": "x", "output_wcs": "x"}
