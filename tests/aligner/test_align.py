@@ -236,3 +236,14 @@ def test_expand_refcat_matches_against_every_placed_image():
     aligner.relative_align(corr, expand_refcat=True)
     assert all(c.meta["fit_result"].ok for c in corr), [c.meta["fit_info"]["status"] for c in corr]
     assert relative_error_mas(corr, scene) < 0.5  # measured 0.12
+
+
+def test_a_common_frame_error_beyond_the_groups_search_is_found():
+    """Every image 4" off in the same direction plus its own 0.3-1" error: the groups' own searches
+    near the common offset (or over abs_searchrad where the quick common search finds nothing)
+    align every image."""
+    scene = make_scene(8, 3000, "fits", seed=21, frame_error=(4.0, -1.5, 0.0))
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, scene.refcat)
+    assert all(c.meta["fit_result"].status == "SUCCESS" for c in corr)
+    assert absolute_error_mas(corr, scene) < 0.5
