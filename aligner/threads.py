@@ -15,8 +15,23 @@ from typing import Callable, Iterable, TypeVar
 T = TypeVar("T")
 R = TypeVar("R")
 
+
+
+def _threads_from_environment() -> int:
+    value = os.environ.get("ALIGNER_THREADS", "").strip()
+    if not value:
+        return min(os.cpu_count() or 1, 4)
+    try:
+        n = int(value)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise ValueError(f"ALIGNER_THREADS must be a positive integer (1: no threads), got {value!r}")
+    return n
+
+
 #: Threads for per-group work; ``ALIGNER_THREADS`` overrides (1: everything in the caller's thread).
-THREADS = max(1, int(os.environ.get("ALIGNER_THREADS", "0")) or min(os.cpu_count() or 1, 4))
+THREADS = _threads_from_environment()
 
 
 def thread_map(fn: Callable[[T], R], items: Iterable[T], threads: int | None = None) -> list[R]:

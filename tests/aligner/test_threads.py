@@ -60,3 +60,16 @@ def test_alignment_is_the_same_on_one_thread_and_many(monkeypatch):
         assert a[0] == b[0] and a[3] == b[3]
         np.testing.assert_array_equal(a[1], b[1])
         np.testing.assert_array_equal(a[2], b[2])
+
+
+def test_aligner_threads_environment(monkeypatch):
+    from aligner.threads import _threads_from_environment
+
+    monkeypatch.setenv("ALIGNER_THREADS", "3")
+    assert _threads_from_environment() == 3
+    monkeypatch.delenv("ALIGNER_THREADS")
+    assert 1 <= _threads_from_environment() <= 4
+    for bad in ("0", "-2", "two"):
+        monkeypatch.setenv("ALIGNER_THREADS", bad)
+        with pytest.raises(ValueError, match="ALIGNER_THREADS must be a positive integer"):
+            _threads_from_environment()
