@@ -1,10 +1,10 @@
 """Independent per-image / per-group work on every core.
 
 The work mapped here is mostly KD-tree builds and queries, histograms and array arithmetic on
-thousands of points, which release the GIL, so two threads on two cores run it 1.3-1.8 times as
-fast (measured in bench/bench_align.py's breakdown). Each task is deterministic on its own
-(seeded by its group), and results come back in the order of the inputs, so a run gives the
-same answer with one thread or many.
+thousands of points, which release the GIL: an absolute 32 x 10k-source gwcs run (without its
+provenance record) took 2.2-2.3 s with ``ALIGNER_THREADS=1`` and 1.8-1.9 s with two threads on
+two cores. Each task is deterministic on its own (seeded by its group), and results come back
+in the order of the inputs, so a run gives the same answer with one thread or many.
 """
 from __future__ import annotations
 
@@ -14,7 +14,6 @@ from typing import Callable, Iterable, TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
-
 
 
 def _threads_from_environment() -> int:
