@@ -57,7 +57,6 @@ import inspect
 import io
 import json
 import math
-import threading
 import multiprocessing as mp
 import os
 import platform
@@ -69,6 +68,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import warnings
