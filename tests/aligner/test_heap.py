@@ -48,10 +48,21 @@ def test_concurrent_blocks_unfreeze_when_the_last_ends():
     assert gc.get_freeze_count() == 0
 
 
-def test_the_aligner_leaves_nothing_frozen(tmp_path):
+def test_the_aligner_runs_with_the_older_objects_frozen_and_leaves_nothing_frozen(monkeypatch):
     import aligner
+    import aligner.align
     from aligner_synth import make_correctors, make_scene
 
+    during = []
+    joint_fit = aligner.align.joint_fit
+
+    def spy(*args, **kwargs):
+        during.append(gc.get_freeze_count())
+        return joint_fit(*args, **kwargs)
+
+    monkeypatch.setattr(aligner.align, "joint_fit", spy)
     scene = make_scene(2, 300, "fits", seed=2)
     aligner.relative_align(make_correctors(scene))
+    aligner.absolute_align(make_correctors(scene), scene.refcat)
+    assert during and all(n > 0 for n in during)
     assert gc.get_freeze_count() == 0
