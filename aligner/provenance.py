@@ -236,22 +236,20 @@ class Recorder:
         finished = datetime.now(timezone.utc)
         results = [c.meta.get("fit_result") if error is None or c.meta.get("fit_result") is not None else None
                    for c in self.correctors]
+        # This run's results only: a result of an earlier step means the run did not reach the image.
+        reached = [r if r is not None and r.step == self.step else None for r in results]
         images = {im.index: im for im in (self.images or [])}
         # The matches are compressed on other threads (zlib releases the GIL) while this one
         # serializes the output WCSs; the images' rows were, while the run went on.
-        arrays = [None if r is None else dict(input=r.matched_input_idx, partner=r.matched_ref_idx,
-                                              partner_image=r.matched_ref_image) for r in results]
-        compressed = in_background(lambda: thread_map(lambda a: None if a is None else npz_bytes(**a), arrays))
-        if self.images and self._image_blobs is None:
-            self.set_images(self.images)
+        compressed = in_background(lambda: thread_map(
+            lambda r: None if r is None else npz_bytes(input=r.matched_input_idx, partner=r.matched_ref_idx,
+                                                       partner_image=r.matched_ref_image), reached))
         image_blobs = self._image_blobs.result() if self._image_blobs is not None else {}
         rows = []
         n_aligned = 0
         with asdf_schema_cache():  # the output gwcs
             for i, c in enumerate(self.correctors):
-                r = results[i]
-                if r is not None and r.step != self.step:
-                    r = None  # a result of an earlier step: this run did not reach the image
+                r = reached[i]
                 im = images.get(i)
                 blob, array_sha = image_blobs.get(i, (None, None))
                 src, sha, nrows = self._catalog(c, im, array_sha)
@@ -285,11 +283,9 @@ class Recorder:
                     "nmatches": None if r is None else int(r.nmatches),
                     "nref": None if r is None else int(r.nref),
                     "nclipped": None if r is None else int(r.nclipped),
-                    "matches": None,  # below
                 })
-        blobs = compressed.result()
-        for i, row in enumerate(rows):
-            row["matches"] = None if results[i] is None or results[i].step != self.step else blobs[i]
+        for row, blob in zip(rows, compressed.result()):
+            row["matches"] = blob
         n = len(self.correctors)
         status = "failed" if error is not None or n_aligned == 0 else ("success" if all(
             (results[i] is not None and results[i].ok) for i in range(n)) else "partial")
