@@ -19,8 +19,10 @@ import socket
 import sys
 import threading
 import uuid
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
+from numbers import Integral
 
 import numpy as np
 from astrodb.ingest.table_reader import sha256_file
@@ -68,61 +70,131 @@ def wcs_kind(wcs) -> str:
     return "gwcs" if hasattr(wcs, "forward_transform") else "fits"
 
 
-_schema_cache = threading.local()
-_resolver_hook_lock = threading.Lock()
+_batch = threading.local()
+_hook_lock = threading.Lock()
 
 
-def _install_resolver_hook() -> bool:
-    """Let asdf reuse one caching schema resolver within :func:`asdf_schema_cache` (once per process).
+#: What asdf's validation sets on the tagged nodes of a tree it writes (how the YAML is laid out).
+_LAYOUT = ("property_order", "flow_style", "style")
+#: Per tag: the layout asdf's validation gave its nodes, or None where it differed between nodes.
+_tag_layout: dict[str, tuple | None] = {}
 
-    asdf 6.0 validates the tree it writes and builds a new ``RefResolver`` for every write, with
-    remote caching off, so each gwcs serialization re-parses ~30 schema YAML files: a JWST-style
-    gwcs took 24 ms here; with one caching resolver per batch, 9 ms, and byte-identical output
-    (tests/aligner/test_provenance.py compares). asdf has no public switch for this, so the hook
-    wraps its private factory and is skipped (plain asdf, same bytes) if that is not there.
-    Outside a batch, or in another thread, asdf's own factory answers.
+
+def _layout(node) -> tuple:
+    return tuple(tuple(v) if isinstance(v, list) else v for v in (getattr(node, n, None) for n in _LAYOUT))
+
+
+def _visit(node, checks, tagged_type, tagged_nodes: list) -> None:
+    """asdf's structural checks on write (``checks``: large integer literals, then mapping keys)
+    on every node of a tagged tree, collecting its tagged nodes. What ``asdf.treeutil.walk``
+    with those checks does, in a third of the time (the walk was a third of a batched gwcs
+    serialization): a tree being written holds only mappings, sequences and scalars, and the
+    checks only look at integers and mappings."""
+    if isinstance(node, Mapping):
+        for check in checks:
+            check(node, False)
+        if isinstance(node, tagged_type):
+            tagged_nodes.append(node)
+        for value in node.values():
+            _visit(value, checks, tagged_type, tagged_nodes)
+    elif isinstance(node, (list, tuple)):
+        if isinstance(node, tagged_type):
+            tagged_nodes.append(node)
+        for value in node:
+            _visit(value, checks, tagged_type, tagged_nodes)
+    elif isinstance(node, tagged_type):
+        tagged_nodes.append(node)
+    elif isinstance(node, Integral):
+        checks[0](node, False)
+
+
+def _install_validation_hook() -> bool:
+    """Let ASDF writes inside :func:`asdf_write_batch` skip the JSON-schema validation (once per process).
+
+    asdf 6.0 validates every tree it writes against its schemas, with no switch: for a
+    JWST-style gwcs that was 60 % of its serialization (7 ms of a 12 ms input WCS here, 13 of
+    20 ms for one with a v2v3corr step), 0.5 s of a 32-image absolute fit's record. The trees a
+    record writes are what the gwcs/asdf-astropy converters make of live WCS objects, and a
+    record's WCS is validated where it is read (:func:`deserialize_wcs`: verify, plot; asdf 6
+    does not validate on read by default), so the check on write is skipped inside a batch.
+
+    What the validation does besides checking is kept, so the bytes are asdf's own
+    (tests/aligner/test_provenance.py compares): asdf's structural checks on write (integer
+    literals beyond 64 bits, mapping keys other than str/int/bool), and the layout the schemas
+    give tagged nodes (``propertyOrder``, ``flowStyle``, ``style``: an ndarray's keys, the
+    root's). That layout is learnt from asdf itself: a tree with a tag not seen yet in this
+    process is validated as usual and each tag's layout noted (a tag whose nodes got different
+    layouts is always validated); later trees whose tags are all known get those layouts. Every
+    write outside a batch or in another thread is validated as usual, and every write if asdf's
+    internals are not as expected.
     """
     try:
         import asdf.schema as asdf_schema
+        from asdf import tagged
+        from asdf.versioning import RESTRICTED_KEYS_MIN_VERSION as restricted_keys
     except ImportError:  # pragma: no cover - asdf is a dependency
         return False
-    with _resolver_hook_lock:
-        factory = getattr(asdf_schema, "_make_jsonschema_refresolver", None)
-        if factory is None:
+    with _hook_lock:
+        validate = getattr(asdf_schema, "validate", None)
+        checks = [getattr(asdf_schema, n, None) for n in ("_validate_large_literals", "_validate_mapping_keys")]
+        if validate is None or None in checks or not hasattr(tagged, "Tagged"):
             return False
-        if getattr(factory, "_astrodb_hook", False):
+        if getattr(validate, "_astrodb_hook", False):
             return True
 
-        def make_resolver():
-            resolver = getattr(_schema_cache, "resolver", None)
-            if resolver is False:  # first use in this batch
-                resolver = factory()
-                resolver.cache_remote = True
-                _schema_cache.resolver = resolver
-            return resolver if resolver is not None else factory()
+        def validate_unless_batched(instance, ctx=None, schema=None, validators=None, reading=False, *args,
+                                    **kwargs):
+            # Only the whole-tree validation of a write (asdf's dump_tree: no explicit schema).
+            if not (getattr(_batch, "active", False) and ctx is not None and not reading and schema is None
+                    and validators is None and not args and not kwargs):
+                return validate(instance, ctx, schema, validators, reading, *args, **kwargs)
+            nodes = []
+            run = checks if ctx.version >= restricted_keys else checks[:1]
+            _visit(instance, run, tagged.Tagged, nodes)
+            layouts = [_tag_layout.get(node._tag, False) for node in nodes]
+            if any(layout is None or layout is False for layout in layouts):
+                # A tag not seen yet (learn its layout from asdf) or one laid out differently
+                # in different places: validated as usual.
+                validate(instance, ctx, schema, validators, reading)
+                seen: dict[str, set] = {}
+                for node in nodes:
+                    seen.setdefault(node._tag, set()).add(_layout(node))
+                for tag, found in seen.items():
+                    if tag not in _tag_layout:
+                        _tag_layout[tag] = next(iter(found)) if len(found) == 1 else None
+                    elif _tag_layout[tag] is not None and found != {_tag_layout[tag]}:
+                        _tag_layout[tag] = None
+                return None
+            for node, layout in zip(nodes, layouts):
+                for name, value in zip(_LAYOUT, layout):
+                    if value is not None:
+                        setattr(node, name, list(value) if isinstance(value, tuple) else value)
+            return None
 
-        make_resolver._astrodb_hook = True
-        asdf_schema._make_jsonschema_refresolver = make_resolver
+        validate_unless_batched._astrodb_hook = True
+        validate_unless_batched.__wrapped__ = validate
+        asdf_schema.validate = validate_unless_batched
         return True
 
 
 @contextlib.contextmanager
-def asdf_schema_cache():
-    """Within this block (this thread only), ASDF writes share one caching schema resolver."""
-    if not _install_resolver_hook() or getattr(_schema_cache, "resolver", None) is not None:
+def asdf_write_batch():
+    """Within this block (this thread only), ASDF writes skip the schema validation (see
+    :func:`_install_validation_hook`)."""
+    if not _install_validation_hook() or getattr(_batch, "active", False):
         yield  # no hook, or already inside a batch
         return
-    _schema_cache.resolver = False
+    _batch.active = True
     try:
         yield
     finally:
-        _schema_cache.resolver = None
+        _batch.active = False
 
 
 def serialize_wcs(wcs) -> bytes:
     """FITS WCS -> header text (SIP included, with the image size); gwcs -> ASDF bytes.
 
-    Many gwcs are serialized faster inside :func:`asdf_schema_cache` (same bytes).
+    Inside :func:`asdf_write_batch` a gwcs is serialized without asdf's schema validation (same bytes).
     """
     if wcs_kind(wcs) == "gwcs":
         import asdf
@@ -141,8 +213,12 @@ def deserialize_wcs(kind: str, data: bytes):
     if kind == "gwcs":
         import asdf
 
-        with asdf.open(io.BytesIO(data), lazy_load=False, memmap=False) as af:
-            return af["wcs"]
+        # Validated against the schemas (asdf 6 does not by default on read): a record's WCS
+        # is written without (see asdf_write_batch), so it is checked where it is used.
+        with asdf.config_context() as config:
+            config.validate_on_read = True
+            with asdf.open(io.BytesIO(data), lazy_load=False, memmap=False) as af:
+                return af["wcs"]
     from astropy.io import fits
     from astropy.wcs import WCS
 
@@ -193,7 +269,7 @@ class Recorder:
         self.correctors = correctors
         # The input WCSs, before any correction.
         self.inputs = []
-        with asdf_schema_cache():
+        with asdf_write_batch():
             for c in correctors:
                 try:
                     self.inputs.append((wcs_kind(c.wcs), serialize_wcs(c.wcs)))
@@ -247,7 +323,7 @@ class Recorder:
         image_blobs = self._image_blobs.result() if self._image_blobs is not None else {}
         rows = []
         n_aligned = 0
-        with asdf_schema_cache():  # the output gwcs
+        with asdf_write_batch():  # the output gwcs
             for i, c in enumerate(self.correctors):
                 r = reached[i]
                 im = images.get(i)

@@ -1,50 +1,110 @@
 """aligner.provenance: WCS serialization (the records themselves: tests/astrodb/provenance)."""
 from __future__ import annotations
 
+import io
 import threading
 
+import asdf
+import asdf.schema
 import numpy as np
+import pytest
 
-from aligner.provenance import asdf_schema_cache, deserialize_wcs, serialize_wcs
+from aligner import provenance, relative_align
+from aligner.provenance import asdf_write_batch, deserialize_wcs, serialize_wcs
 from aligner_synth import make_correctors, make_scene
 
 
-def test_gwcs_serialized_in_a_schema_cache_batch_are_byte_identical_and_round_trip():
-    scene = make_scene(3, 50, "gwcs", seed=3)
-    wcss = [c.wcs for c in make_correctors(scene)]
+@pytest.fixture
+def schema_checks(monkeypatch):
+    """Counts asdf's JSON-schema validations (each builds a validator), per thread."""
+    seen: dict[str, int] = {}
+    real = asdf.schema.get_validator
+
+    def counting(*args, **kwargs):
+        name = threading.current_thread().name
+        seen[name] = seen.get(name, 0) + 1
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(asdf.schema, "get_validator", counting)
+    return seen
+
+
+def test_gwcs_serialized_in_a_batch_are_byte_identical_unvalidated_and_read_back_validated(schema_checks,
+                                                                                          monkeypatch):
+    monkeypatch.setattr(provenance, "_tag_layout", {})  # nothing learnt yet in this process
+    scene = make_scene(3, 300, "gwcs", seed=3)
+    correctors = make_correctors(scene)
+    relative_align(correctors)  # two of the three now have a v2v3corr step
+    wcss = [c.wcs for c in correctors]
+    corrected = ["v2v3corr" in w.available_frames for w in wcss]
+    assert sum(corrected) == 2
+    main = threading.current_thread().name
     plain = [serialize_wcs(w) for w in wcss]
-    with asdf_schema_cache():
-        cached = [serialize_wcs(w) for w in wcss]
-        with asdf_schema_cache():  # nested: the same batch
-            cached.append(serialize_wcs(wcss[0]))
-    assert cached[:3] == plain and cached[3] == plain[0]
-    # Still plain asdf after the batch (and the bytes read back as the same WCS).
+    assert schema_checks.pop(main) >= 3          # asdf validates each write outside a batch
+    with asdf_write_batch():
+        # The first gwcs of each kind has tags not seen yet: validated, and their layout learnt.
+        first = [serialize_wcs(wcss[corrected.index(False)]), serialize_wcs(wcss[corrected.index(True)])]
+        assert schema_checks.pop(main) == 2
+        batched = [serialize_wcs(w) for w in wcss]
+        with asdf_write_batch():  # nested: the same batch
+            batched.append(serialize_wcs(wcss[0]))
+    assert main not in schema_checks            # ... then no more validation
+    assert batched[:3] == plain and batched[3] == plain[0]
+    assert first == [plain[corrected.index(False)], plain[corrected.index(True)]]
+    # Plain asdf again after the batch; the bytes read back (validated on read) as the same WCS.
     assert serialize_wcs(wcss[1]) == plain[1]
-    back = deserialize_wcs("gwcs", cached[2])
+    assert schema_checks.pop(main) >= 1
     x, y = np.array([10.0, 500.0, 1800.0]), np.array([20.0, 900.0, 1500.0])
-    np.testing.assert_allclose(back(x, y), wcss[2](x, y), rtol=0, atol=1e-12)
+    for w, data in zip(wcss, batched):
+        back = deserialize_wcs("gwcs", data)
+        np.testing.assert_allclose(back(x, y), w(x, y), rtol=0, atol=1e-12)
+    assert schema_checks.pop(main) >= 3
 
 
-def test_schema_cache_is_per_thread():
-    """Another thread writing ASDF during a batch uses asdf's own resolver (one is not shared)."""
+def test_a_tag_laid_out_differently_in_two_places_is_always_validated(schema_checks, monkeypatch):
+    """What is learnt is per tag; a tag whose nodes asdf lays out in more than one way is not guessed."""
+    monkeypatch.setattr(provenance, "_tag_layout", {})
+    scene = make_scene(2, 50, "gwcs", seed=5)
+    w = make_correctors(scene)[0].wcs
+    with asdf_write_batch():
+        serialize_wcs(w)
+    ndarray = next(t for t in provenance._tag_layout if "/core/ndarray-" in t)
+    assert provenance._tag_layout[ndarray][0][:3] == ("source", "data", "mask")  # the schema's order
+    provenance._tag_layout[ndarray] = None
+    schema_checks.clear()
+    with asdf_write_batch():
+        again = serialize_wcs(w)
+    assert schema_checks.pop(threading.current_thread().name) == 1
+    assert again == serialize_wcs(w)
+
+
+def test_a_batch_keeps_asdfs_structural_checks_on_write():
+    """Integer literals beyond 64 bits are refused inside a batch as outside it."""
+    for batch in (False, True):
+        buf = io.BytesIO()
+        with asdf_write_batch() if batch else threading.Lock():
+            with pytest.raises(asdf.ValidationError, match="Integer value"):
+                asdf.AsdfFile({"n": 2 ** 70}).write_to(buf)
+
+
+def test_batch_is_per_thread(schema_checks):
+    """Another thread writing ASDF during a batch is validated as usual (same bytes)."""
     scene = make_scene(2, 50, "gwcs", seed=4)
     wcss = [c.wcs for c in make_correctors(scene)]
     plain = [serialize_wcs(w) for w in wcss]
-    import asdf.schema
-
+    with asdf_write_batch():
+        serialize_wcs(wcss[0])  # its tags learnt (if not yet)
+    schema_checks.clear()
     seen = {}
 
     def other():
-        seen["resolver"] = asdf.schema._make_jsonschema_refresolver()
         seen["bytes"] = serialize_wcs(wcss[1])
 
-    with asdf_schema_cache():
+    with asdf_write_batch():
         mine = serialize_wcs(wcss[0])
-        batch_resolver = asdf.schema._make_jsonschema_refresolver()
-        t = threading.Thread(target=other)
+        t = threading.Thread(target=other, name="other-writer")
         t.start()
         t.join()
-        assert asdf.schema._make_jsonschema_refresolver() is batch_resolver
-    assert seen["resolver"] is not batch_resolver
     assert mine == plain[0] and seen["bytes"] == plain[1]
-    assert asdf.schema._make_jsonschema_refresolver() is not batch_resolver
+    assert schema_checks.get("other-writer", 0) >= 1
+    assert threading.current_thread().name not in schema_checks
