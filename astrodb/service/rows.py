@@ -90,7 +90,12 @@ def cone_rows(store, catalog: str, ra: float, dec: float, radius: float, *, epoc
 
 
 def _fetch_cap_by_name(conn, catalog: str, ra: float, dec: float, radius: float):
-    """``search.fetch_cap`` on PostgreSQL with the catalog given by name; None when no row."""
+    """``search.fetch_cap`` on PostgreSQL with the catalog given by name; None when no row.
+
+    Plain rows, not ``search.fetch_cap``'s binary COPY: the service's cones are small, and
+    below ~20 rows the COPY costs more (2 M rows over the sky, 1,000 random cones each:
+    1.5 rows 0.32 vs 0.39 ms, 8 rows 0.39 vs 0.43 ms; 38 rows 0.57 vs 0.51, 152 rows 1.33 vs
+    0.83 ms with COPY)."""
     cur = conn.connection.dbapi_connection.cursor()
     try:
         cur.execute(_PG_BY_NAME_SQL, (catalog, ra - 180.0, dec, math.radians(radius) * POSTGIS_SPHERE_RADIUS_M))
