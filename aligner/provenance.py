@@ -67,7 +67,8 @@ def npz_load(data: bytes | None) -> dict[str, np.ndarray]:
 
 
 def wcs_kind(wcs) -> str:
-    return "gwcs" if hasattr(wcs, "forward_transform") else "fits"
+    # On the class: a gwcs' forward_transform is a property that composes its whole pipeline.
+    return "gwcs" if hasattr(type(wcs), "forward_transform") else "fits"
 
 
 _batch = threading.local()
