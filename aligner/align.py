@@ -394,14 +394,15 @@ def _report_failures(results: list[FitResult], step: str) -> None:
 
 # --- provenance ---------------------------------------------------------------------------------
 
-def _recorder(step: str, arguments: dict, correctors, store, provenance: bool):
-    """A provenance recorder when a store is given (and recording not switched off)."""
+def _recorder(step: str, arguments: dict, correctors, store, provenance: bool, capture: bool = True):
+    """A provenance recorder when a store is given (and recording not switched off); with
+    ``capture=False`` the caller has it capture the input WCSs before it changes them."""
     if store is None or not provenance:
         return None
     from .provenance import Recorder
 
     params = {k: v for k, v in arguments.items() if k not in ("correctors", "store", "provenance")}
-    return Recorder(step, params, correctors, store)
+    return Recorder(step, params, correctors, store, capture=capture)
 
 
 def _record(rec, error: BaseException | None = None) -> None:
@@ -725,7 +726,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         log.info("abs_refcat is empty: no absolute alignment")
         return correctors
     _arguments = dict(locals())
-    rec = _recorder('absolute', _arguments, correctors, store, provenance)
+    rec = _recorder('absolute', _arguments, correctors, store, provenance, capture=False)
     try:
         _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
                   abs_sigma)
@@ -754,11 +755,15 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             if observer is not None:
                 observer_pos = np.asarray(observer, float).reshape(3)
         # The query runs while the images' sources are thinned: with a remote server its wait is
-        # hidden; with a local one on 2 cores it roughly breaks even (reading the COPY rows in
-        # Python competes with the thinning), measured.
+        # hidden; with a local one the server's work (~0.1 s for 75k rows; the client's, packed
+        # records, ~0.01 s) takes one of the cores the thinning would use.
         query = in_background(lambda: refcats.resolve(
             abs_refcat, center=(plane.ra0, plane.dec0), radius=min(radius, 180.0), epoch=jy,
             observer=observer_pos, store=store, centroid_error_mas=centroid_error))
+        if rec is not None:
+            # While the database works on the query (on the other core), rather than later
+            # beside the thinning's two threads: 0.1 s for 32 gwcs.
+            rec.capture_inputs()
         groups = make_groups(images, abs_separation)
         ref = query.result()
         if rec is not None:
@@ -876,6 +881,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         for rs in res.values():
             for r in rs:
                 r.reference = dict(used)
+        if rec is not None:
+            rec.capture_inputs()  # (done above unless the query was not reached; WCSs change next)
         results = _apply(groups, res, plane)
         _report_failures(results, "absolute")
     except Exception as exc:

@@ -262,25 +262,36 @@ def _jsonable(value):
 class Recorder:
     """Collects one run's record while it runs; :meth:`write` inserts it."""
 
-    def __init__(self, step: str, parameters: dict, correctors: list, store) -> None:
+    def __init__(self, step: str, parameters: dict, correctors: list, store, *, capture: bool = True) -> None:
         self.run_id = str(uuid.uuid4())
         self.step = step
         self.started_at = datetime.now(timezone.utc)
         self.parameters = {k: _jsonable(v) for k, v in parameters.items()}
         self.store = store
         self.correctors = correctors
-        # The input WCSs, before any correction.
-        self.inputs = []
-        with asdf_write_batch():
-            for c in correctors:
-                try:
-                    self.inputs.append((wcs_kind(c.wcs), serialize_wcs(c.wcs)))
-                except Exception as exc:  # noqa: BLE001 - a WCS we cannot serialize is recorded as such
-                    self.inputs.append((wcs_kind(c.wcs), f"not serializable: {exc}".encode()))
+        self.inputs: list[tuple[str, bytes]] | None = None
+        if capture:
+            self.capture_inputs()
         self.images = None
         self._image_blobs = None
         self.reference = None
         self.reference_files = None
+
+    def capture_inputs(self) -> None:
+        """Serialize the input WCSs (once): before any correction is applied, which the caller
+        ensures when it asks for ``capture=False`` (the absolute step captures them while the
+        database works on its reference query; :meth:`write` captures them if the run failed
+        before)."""
+        if self.inputs is not None:
+            return
+        inputs = []
+        with asdf_write_batch():
+            for c in self.correctors:
+                try:
+                    inputs.append((wcs_kind(c.wcs), serialize_wcs(c.wcs)))
+                except Exception as exc:  # noqa: BLE001 - a WCS we cannot serialize is recorded as such
+                    inputs.append((wcs_kind(c.wcs), f"not serializable: {exc}".encode()))
+        self.inputs = inputs
 
     def set_images(self, images) -> None:
         """The images' sources as the run uses them; their record (the rows used, npz, and the
@@ -310,6 +321,7 @@ class Recorder:
         from astrodb.store.schema import prov_images, prov_runs, source_files, catalogs
         import sqlalchemy as sa
 
+        self.capture_inputs()
         store = astrodb.connect(self.store) if isinstance(self.store, str) else self.store
         finished = datetime.now(timezone.utc)
         results = [c.meta.get("fit_result") if error is None or c.meta.get("fit_result") is not None else None

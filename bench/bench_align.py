@@ -327,8 +327,9 @@ class Stages:
            ("_by_chance", "matching (match_pairs, _match_groups, _match_reference)"),
            ("joint_fit", "joint_fit (all passes)"),
            ("_group_results", "results (FitResult)"), ("_apply", "_apply: set_correction on every image"),
-           ("_recorder", "provenance: Recorder (input WCSs serialized)"),
+           ("_recorder", "provenance: Recorder (relative: input WCSs serialized)"),
            ("_record", "provenance: write (output WCSs serialized, INSERT)")]
+    CAPTURE = "provenance: input WCSs serialized (absolute: while the query runs)"
     RESOLVE = "reference: resolve (store query + epoch, or Table)"
     BACKGROUND = "reference query on its background thread (overlaps the stages above)"
     WAIT = "reference: waiting for the background query"
@@ -448,6 +449,8 @@ class Stages:
         try:
             import aligner.provenance as P
             self._patch(P, "serialize_wcs", self._nested("provenance.serialize_wcs", P.serialize_wcs))
+            if hasattr(P.Recorder, "capture_inputs"):
+                self._patch(P.Recorder, "capture_inputs", self._top(self.CAPTURE, P.Recorder.capture_inputs))
         except ImportError:
             pass
         self._patch(R, "resolve", self._top(self.RESOLVE, R.resolve))
@@ -1030,7 +1033,7 @@ def render(results: list[dict], args, meta: dict) -> str:
         L.append("| Stage | " + " | ".join(heads) + " |")
         L.append("|---|" + "---:|" * len(bds))
         labels: list[str] = []
-        order = [lab for _, lab in Stages.TOP] + [Stages.RESOLVE, Stages.WAIT]
+        order = [lab for _, lab in Stages.TOP] + [Stages.CAPTURE, Stages.RESOLVE, Stages.WAIT]
         for r, k in bds:
             for lab in r[k]["t"]:
                 if lab not in labels:

@@ -55,6 +55,24 @@ def test_runs_are_recorded_with_inputs_fits_and_outputs(db_factory, scene):
     store.close()
 
 
+def test_an_absolute_run_failing_before_its_query_records_its_unchanged_inputs(db_factory, scene):
+    """The absolute step serializes its input WCSs while the reference query runs; a run that
+    never gets there still records them (and nothing as output)."""
+    store = db_factory.store()
+    corr = make_correctors(scene)
+    with pytest.raises(aligner.ParameterError):
+        aligner.absolute_align(corr, scene.refcat, abs_separation=0.5, store=store)
+    (run,) = _runs(store)
+    assert run["status"] == "failed" and "separation" in run["message"]
+    rows = _images(store, run["run_id"])
+    assert len(rows) == len(corr)
+    for r, c in zip(rows, corr):
+        inp = deserialize_wcs(r["wcs_kind"], r["input_wcs"])
+        assert wcs_error_mas(inp, c.wcs, (2048, 2048), n=4)[1] < 1e-6
+        assert r["output_wcs"] is None and r["status"].startswith("FAILED")
+    store.close()
+
+
 def test_failed_runs_are_recorded_with_why(db_factory, scene):
     store = db_factory.store()
     corr = make_correctors(scene)
