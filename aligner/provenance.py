@@ -114,7 +114,7 @@ def _install_validation_hook() -> bool:
 
     asdf 6.0 validates every tree it writes against its schemas, with no switch, and builds a
     new schema resolver for each write: a JWST-style gwcs took 19 ms here (34 ms with a v2v3corr
-    step), 7 (20) ms with one cached resolver, 3.6 (12) ms without the validation: 0.5 s less
+    step), 7 (20) ms with one cached resolver, 3.3 (11) ms without the validation: 0.5 s less
     in a 32-image absolute fit's record than with the cached resolver. The trees a
     record writes are what the gwcs/asdf-astropy converters make of live WCS objects, and a
     record's WCS is validated where it is read (:func:`deserialize_wcs`: verify, plot; asdf 6

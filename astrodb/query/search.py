@@ -112,6 +112,8 @@ def _sqlite_cap_sql(nranges: int) -> str:
 # time than one group. tests/astrodb/query/test_search.py checks every value.
 _PG_RECORD = ("int8send(source_id) || "
               + " || ".join(f"float8send(COALESCE({c}, 'NaN'::float8))" for c in _FETCHED[1:]))
+
+
 def _pg_cap_records_sql(catalog: str) -> str:
     return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM sources WHERE catalog_id = {catalog} "
             "AND ST_DWithin(geog, geography(ST_SetSRID(ST_MakePoint(%s, %s), 4326)), %s, false) "
