@@ -881,8 +881,6 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         for rs in res.values():
             for r in rs:
                 r.reference = dict(used)
-        if rec is not None:
-            rec.capture_inputs()  # (done above unless the query was not reached; WCSs change next)
         results = _apply(groups, res, plane)
         _report_failures(results, "absolute")
     except Exception as exc:
