@@ -19,6 +19,7 @@ import socket
 import sys
 import threading
 import uuid
+import zlib
 from collections.abc import Mapping
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
@@ -48,15 +49,27 @@ def npz_bytes(**arrays) -> bytes:
 
     Deflate level 1: ``np.savez_compressed``'s default level took 0.43 s for the matched pairs
     of 32 images x 10k sources, level 1 a quarter of that, for files a few per cent larger.
+    An array whose first 32 kB do not deflate by 10 % is stored as it is: measured pixel
+    positions (random low bits) shrink by 5 % at ~2 ms per 10k values, 0.12 s of CPU for a
+    32 x 10k record, while indices shrink 3-5x and constant weights ~200x.
     """
     import zipfile
 
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for k, v in arrays.items():
+            a = np.asanyarray(v)
+            zf.compression = zipfile.ZIP_DEFLATED if _deflates(a) else zipfile.ZIP_STORED
             with zf.open(f"{k}.npy", "w", force_zip64=True) as f:
-                np.lib.format.write_array(f, np.asanyarray(v), allow_pickle=False)
+                np.lib.format.write_array(f, a, allow_pickle=False)
     return buf.getvalue()
+
+
+def _deflates(a: np.ndarray, sample_bytes: int = 32768) -> bool:
+    """Whether deflating ``a`` is worth its CPU: judged on its first ``sample_bytes``."""
+    n = max(1, sample_bytes // max(a.itemsize, 1))
+    head = np.ascontiguousarray(a.ravel()[:n]).tobytes()
+    return len(head) < 1024 or len(zlib.compress(head, 1)) < 0.9 * len(head)
 
 
 def npz_load(data: bytes | None) -> dict[str, np.ndarray]:

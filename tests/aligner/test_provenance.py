@@ -109,3 +109,23 @@ def test_batch_is_per_thread(schema_checks):
     assert mine == plain[0] and seen["bytes"] == plain[1]
     assert schema_checks.get("other-writer", 0) >= 1
     assert threading.current_thread().name not in schema_checks
+
+
+def test_npz_record_is_exact_and_deflates_only_what_shrinks():
+    import zipfile
+
+    rng = np.random.default_rng(3)
+    arrays = {"row": np.arange(20_000), "x": rng.uniform(0, 2048, 20_000), "weight": np.ones(20_000),
+              "flag": rng.random(50) < 0.5, "empty": np.zeros(0), "grid": rng.normal(size=(300, 40))}
+    data = provenance.npz_bytes(**arrays)
+    back = provenance.npz_load(data)
+    assert set(back) == set(arrays)
+    for k, a in arrays.items():
+        assert back[k].dtype == a.dtype and back[k].shape == a.shape
+        np.testing.assert_array_equal(back[k], a)
+    with zipfile.ZipFile(io.BytesIO(data)) as zf:
+        kinds = {i.filename[:-4]: i.compress_type for i in zf.infolist()}
+    # Random doubles barely deflate: stored; indices and constant weights shrink many times.
+    assert kinds["x"] == kinds["grid"] == zipfile.ZIP_STORED
+    assert kinds["row"] == kinds["weight"] == zipfile.ZIP_DEFLATED
+    assert len(data) < arrays["x"].nbytes + arrays["grid"].nbytes + arrays["row"].nbytes // 2
