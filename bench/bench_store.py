@@ -451,6 +451,16 @@ class Bench:
                 out[label] = (float(np.mean(pages)), float(np.mean(rows)))
         return out
 
+    def require_q3c(self) -> None:
+        """Fail before the long ingest when the Q3C anchor cannot be built (``./run bench store``
+        installs Debian's package when root)."""
+        with psycopg.connect(self.args.pg) as c:
+            row = c.execute("SELECT 1 FROM pg_available_extensions WHERE name = 'q3c'").fetchone()
+            major = c.execute("SHOW server_version_num").fetchone()[0][:2]
+        if row is None:
+            raise SystemExit(f"bench_store: the Q3C anchor needs PostgreSQL's q3c extension: install Debian's "
+                             f"postgresql-{major}-q3c (as root), or run `./run bench store`, which does")
+
     def build_q3c(self) -> None:
         log("Q3C copy: CREATE TABLE AS, index, CLUSTER, ANALYZE ...")
         steps = {}
@@ -997,6 +1007,7 @@ class Bench:
         table = gaia_like_sky(a.rows)
         t_gen = time.perf_counter() - t
         log(f"  {t_gen:.1f} s")
+        self.require_q3c()
         self.create_db()
         store = None
         try:
