@@ -35,7 +35,7 @@ from .images import Group, load_images, make_groups, plane_for, project
 from .match import find_offset, in_box, match_pairs, thin, workers
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
-from .threads import in_background, thread_map
+from .threads import in_background, single_threaded_blas, thread_map
 
 log = logging.getLogger(__name__)
 
@@ -500,6 +500,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
 # --- relative ---------------------------------------------------------------------------------
 
 @collect_new_objects_only()  # see aligner.heap: 0.4 s of full collections otherwise
+@single_threaded_blas()  # see aligner.threads: OpenBLAS threads stall on busy cores
 def relative_align(correctors: list, searchrad: float = 2.0, separation: float = 1.0, use2dhist: bool = True,
                    tolerance: float = 0.7, xoffset: float = 0.0, yoffset: float = 0.0,
                    enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
@@ -677,6 +678,7 @@ def _epoch(epoch, correctors) -> float | None:
 
 
 @collect_new_objects_only()  # see aligner.heap: 0.4 s of full collections otherwise
+@single_threaded_blas()  # see aligner.threads: OpenBLAS threads stall on busy cores
 def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None, epoch=None,
                    save_abs_catalog: bool = False, abs_catalog_output_dir: str | None = None,
                    abs_searchrad: float = 6.0, abs_separation: float = 1.0, abs_use2dhist: bool = True,

@@ -8,7 +8,9 @@ in the order of the inputs, so a run gives the same answer with one thread or ma
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Callable, Iterable, TypeVar
 
@@ -51,3 +53,41 @@ def in_background(fn: Callable[[], R]) -> Future:
         return pool.submit(fn)
     finally:
         pool.shutdown(wait=False)
+
+
+_blas_lock = threading.Lock()
+_blas_depth = 0
+_blas_limiter = None
+_blas_controller = None
+
+
+@contextlib.contextmanager
+def single_threaded_blas():
+    """Within this block, the BLAS libraries numpy and scipy call (OpenBLAS, MKL, BLIS) use one
+    thread each; on exit they get their previous thread counts back.
+
+    The aligner's parallel work is its own threads (:func:`thread_map`, the background query);
+    its BLAS calls are small (the joint fit's normal equations: 96 x 96 at 32 images). OpenBLAS
+    threads on top of those contend for the same cores, and its waiting threads then stall the
+    caller: with one of the two cores busy elsewhere, a 96 x 96 ``lstsq`` took 53 ms instead of
+    0.8 ms, and an absolute 32 x 10k-source gwcs run 3.9 s instead of 2.8 s (/tmp scripts,
+    session 6; BENCHMARKS.md "Aligner"). Nested and concurrent blocks share one limit, lifted
+    when the last one ends (the thread counts are per process, not per thread).
+    """
+    global _blas_depth, _blas_limiter, _blas_controller
+    with _blas_lock:
+        if _blas_depth == 0:
+            from threadpoolctl import ThreadpoolController
+
+            if _blas_controller is None:  # ~4 ms: it lists the loaded libraries (numpy's, scipy's)
+                _blas_controller = ThreadpoolController()
+            _blas_limiter = _blas_controller.limit(limits=1, user_api="blas")
+        _blas_depth += 1
+    try:
+        yield
+    finally:
+        with _blas_lock:
+            _blas_depth -= 1
+            if _blas_depth == 0:
+                _blas_limiter.restore_original_limits()
+                _blas_limiter = None

@@ -1,4 +1,5 @@
-"""aligner.threads: maps keep the input order and raise the task's error; background tasks too."""
+"""aligner.threads: maps keep the input order and raise the task's error; background tasks too;
+BLAS runs on one thread inside an alignment."""
 from __future__ import annotations
 
 import threading
@@ -73,3 +74,60 @@ def test_aligner_threads_environment(monkeypatch):
         monkeypatch.setenv("ALIGNER_THREADS", bad)
         with pytest.raises(ValueError, match="ALIGNER_THREADS must be a positive integer"):
             _threads_from_environment()
+
+
+def _blas_threads() -> list[int]:
+    from threadpoolctl import threadpool_info
+
+    return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+
+def _nested_in_thread() -> list[int]:
+    from aligner.threads import single_threaded_blas
+
+    with single_threaded_blas():
+        return _blas_threads()
+
+
+def test_single_threaded_blas_limits_every_blas_and_restores_them():
+    import numpy as np  # noqa: F401 - loads numpy's BLAS
+    from threadpoolctl import threadpool_limits
+
+    from aligner.threads import single_threaded_blas
+
+    with threadpool_limits(limits=2, user_api="blas"):   # a known state to come back to
+        before = _blas_threads()
+        assert before and all(n == 2 for n in before)
+        seen = []
+        with single_threaded_blas():
+            seen.append(_blas_threads())
+            # A block in another thread, ending first, shares the limit and does not lift it.
+            t = threading.Thread(target=lambda: seen.append(_nested_in_thread()))
+            t.start()
+            t.join()
+            with single_threaded_blas():
+                seen.append(_blas_threads())
+            seen.append(_blas_threads())
+        assert all(n == 1 for s in seen for n in s)
+        assert _blas_threads() == before
+
+
+def test_alignment_runs_with_one_blas_thread(monkeypatch):
+    import aligner
+    import aligner.align
+    from aligner_synth import make_correctors, make_scene, reference_at_epoch
+
+    seen = []
+    real = aligner.align.joint_fit
+
+    def spy(*args, **kwargs):
+        seen.append(_blas_threads())
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(aligner.align, "joint_fit", spy)
+    scene = make_scene(3, 800, "fits", seed=5)
+    before = _blas_threads()
+    aligner.relative_align(make_correctors(scene))
+    aligner.absolute_align(make_correctors(scene), reference_at_epoch(scene))
+    assert seen and all(n == 1 for s in seen for n in s)
+    assert _blas_threads() == before
