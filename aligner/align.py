@@ -32,7 +32,7 @@ from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
-from .match import find_offset, in_box, match_pairs, thin, workers
+from .match import bounds, find_offset, in_box, match_pairs, thin, workers
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 from .threads import in_background, single_threaded_blas, thread_map
@@ -80,7 +80,7 @@ def _validate(prefix: str, searchrad, separation, tolerance, minobj, fitgeometry
 # --- matching helpers ---------------------------------------------------------------------------
 
 def _box(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    return (xy.min(axis=0), xy.max(axis=0)) if len(xy) else (np.zeros(2), np.zeros(2))
+    return bounds(xy) if len(xy) else (np.zeros(2), np.zeros(2))
 
 
 def _link(ga: int, a: Group, ia: np.ndarray, gb: int, pb: np.ndarray, wb: np.ndarray, ib: np.ndarray,
@@ -175,7 +175,7 @@ def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.nd
         return n_matched == 0, 0.0
     # Where the reference points are (a partial overlap must not dilute the density) and the
     # sources that could meet them there.
-    rlo, rhi = inside.min(axis=0), inside.max(axis=0)
+    rlo, rhi = bounds(inside)
     area = float(np.prod(np.maximum(rhi - rlo, tolerance)))
     n_src = int(np.count_nonzero(in_box(src_xy, rlo, rhi, tolerance)))
     # Each source has a reference point within the tolerance by chance with probability
@@ -200,7 +200,7 @@ def _unconfirmed(free: list[int], groups: list[Group], transforms, links: Links,
     def density(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
         return len(xy) / max(float(np.prod(np.maximum(hi - lo, radius))), 1e-12)
 
-    ref_density = density(reference, reference.min(axis=0), reference.max(axis=0)) \
+    ref_density = density(reference, *bounds(reference)) \
         if reference is not None and len(reference) else 0.0
     for a in free:
         if reference is not None:
@@ -253,7 +253,8 @@ def _first_radius(tolerance: float, ref_xy: np.ndarray) -> float:
     source outside the true overlap a chance partner, and a fit that many of them dominate."""
     if len(ref_xy) < 2:
         return tolerance
-    area = float(np.prod(np.maximum(np.ptp(ref_xy, axis=0), tolerance)))
+    lo, hi = bounds(ref_xy)
+    area = float(np.prod(np.maximum(hi - lo, tolerance)))
     density = len(ref_xy) / area
     return float(min(tolerance, math.sqrt(-math.log(0.9) / (math.pi * density))))
 
@@ -457,7 +458,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     # cost for lists of 100k. They are drawn from where the placed groups' sources are, so
     # that a partial overlap does not dilute them.
     if len(rxy):
-        sel = np.nonzero(in_box(g.xy + shift, rxy.min(axis=0), rxy.max(axis=0), tolerance))[0]
+        sel = np.nonzero(in_box(g.xy + shift, *bounds(rxy), tolerance))[0]
     else:
         sel = np.arange(len(g.xy))
     sel = _random_subset(sel, _PLACE_SOURCES, g.index)
@@ -487,7 +488,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     r = min(_rematch_radius(f, tolerance), dense_radius)
     moved = t.apply(gxy)
     n_r = len(match_pairs(moved, rxy, r)[0])
-    chance, expected = _by_chance(n_r, moved, rxy, moved.min(axis=0), moved.max(axis=0), r)
+    chance, expected = _by_chance(n_r, moved, rxy, *bounds(moved), r)
     if chance:
         return None, (f"FAILED: {n_r} matches within {r * 1000:.0f} mas after the first fit, no more than "
                       f"chance gives ({expected:.0f} expected): probably mismatched sources")

@@ -12,7 +12,7 @@ import numpy as np
 
 from .catalogs import image_sources, read_table
 from .errors import CatalogError
-from .match import thin
+from .match import bounds, thin
 from .plane import TangentPlane
 from .threads import thread_map
 
@@ -161,7 +161,7 @@ def make_groups(images: list[Image], separation: float, *, one_group: bool = Fal
         row = np.concatenate([m.rows for m in members]).astype(np.intp)
         keep = np.concatenate([masks[m.index] for m in members])
         pts = np.concatenate([np.concatenate([m.corners for m in members]), xy])
-        lo, hi = (pts.min(axis=0), pts.max(axis=0)) if len(pts) else (np.zeros(2), np.zeros(2))
+        lo, hi = bounds(pts) if len(pts) else (np.zeros(2), np.zeros(2))
         groups.append(Group(gi, members[0].group_id, members, xy[keep], w[keep], img[keep], row[keep], lo, hi,
                             xy_all=xy))
     return groups

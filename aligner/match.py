@@ -44,7 +44,8 @@ def neighbours_within(xy: np.ndarray, radius: float, area: float | None = None) 
     if n < 2:
         return 0.0
     if area is None:
-        area = float(np.prod(np.ptp(xy, axis=0)))
+        lo, hi = bounds(xy)
+        area = float(np.prod(hi - lo))
     return (n - 1) / max(area, 1e-12) * math.pi * radius ** 2
 
 
@@ -161,10 +162,10 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # Only reference points that can pair with a source (a group against a whole mosaic's
     # catalog: a few times fewer points in the trees).
     moved = src + g
-    ref = ref[in_box(ref, moved.min(axis=0) - reach, moved.max(axis=0) + reach)]
+    ref = ref[in_box(ref, *bounds(moved), reach)]
     if len(ref) == 0:
         return Offset(g[0], g[1], 0, 0.0, False)
-    rlo, rhi = ref.min(axis=0), ref.max(axis=0)
+    rlo, rhi = bounds(ref)
     area = max(float(np.prod(rhi - rlo + 2 * tolerance)), 1e-12)
     expected = len(src) * len(ref) * math.pi * reach ** 2 / area
     rng = np.random.default_rng(seed)
@@ -180,7 +181,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # falls by 10-20% across a few arcsec, enough to raise a false 5-sigma "peak" at the centre
     # in a dense field). Every expected count below is scaled by that shape, normalized to the
     # pairs found within the reach.
-    slo, shi = moved.min(axis=0), moved.max(axis=0)
+    slo, shi = bounds(moved)
 
     def overlap(off: np.ndarray) -> np.ndarray:
         off = np.atleast_2d(off)
@@ -288,17 +289,28 @@ def in_box(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray, pad: float = 0.0) -> 
             & (xy[:, 1] >= lo[1] - pad) & (xy[:, 1] <= hi[1] + pad))
 
 
+def bounds(xy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners of the bounding box of the points ``xy`` (n >= 1, 2).
+
+    Column by column: numpy reduces an (n, 2) array along axis 0 one short row at a time,
+    ~40x slower (360k points: 9.2 ms against 0.23 ms), which was a third of an absolute
+    fit's common-offset search.
+    """
+    x, y = xy[:, 0], xy[:, 1]
+    return np.array([x.min(), y.min()]), np.array([x.max(), y.max()])
+
+
 def match_pairs(src: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[np.ndarray, np.ndarray]:
     """Mutual nearest neighbours closer than ``tolerance``: index arrays (i_src, j_ref), one to one."""
     empty = np.empty(0, np.intp), np.empty(0, np.intp)
     if len(src) == 0 or len(ref) == 0:
         return empty
     # Each side only where the other can reach it (an image against a mosaic's catalog).
-    rsel = np.nonzero(in_box(ref, src.min(axis=0) - tolerance, src.max(axis=0) + tolerance))[0]
+    rsel = np.nonzero(in_box(ref, *bounds(src), tolerance))[0]
     if len(rsel) == 0:
         return empty
     r = ref[rsel]
-    ssel = np.nonzero(in_box(src, r.min(axis=0) - tolerance, r.max(axis=0) + tolerance))[0]
+    ssel = np.nonzero(in_box(src, *bounds(r), tolerance))[0]
     s = src[ssel]
     d, j = cKDTree(r).query(s, k=1, distance_upper_bound=tolerance, workers=workers(len(s)))
     ok = np.isfinite(d)

@@ -78,3 +78,14 @@ def test_match_pairs_is_mutual_and_one_to_one():
     i, j = match_pairs(src, ref, 0.7)
     assert sorted(zip(i.tolist(), j.tolist())) == [(0, 0), (2, 1)]
     assert len(match_pairs(src, ref[:0], 0.7)[0]) == 0
+
+
+def test_bounds_is_the_columnwise_min_and_max():
+    from aligner.match import bounds
+
+    xy = np.random.default_rng(2).normal(size=(1000, 2)) * [3.0, 50.0] - [10.0, 0.0]
+    lo, hi = bounds(xy)
+    np.testing.assert_array_equal(lo, xy.min(axis=0))
+    np.testing.assert_array_equal(hi, xy.max(axis=0))
+    lo, hi = bounds(np.array([[1.5, -2.0]]))
+    assert lo.tolist() == hi.tolist() == [1.5, -2.0]
