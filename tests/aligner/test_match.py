@@ -89,3 +89,22 @@ def test_bounds_is_the_columnwise_min_and_max():
     np.testing.assert_array_equal(hi, xy.max(axis=0))
     lo, hi = bounds(np.array([[1.5, -2.0]]))
     assert lo.tolist() == hi.tolist() == [1.5, -2.0]
+
+
+def test_find_offset_with_a_tree_of_the_whole_reference_finds_the_same_offset():
+    from scipy.spatial import cKDTree
+
+    from aligner.match import find_offset
+
+    rng = np.random.default_rng(4)
+    ref = rng.uniform(-600, 600, (40_000, 2))                  # a mosaic's reference
+    src = ref[(np.abs(ref[:, 0] - 200) < 50) & (np.abs(ref[:, 1]) < 50)]   # one small image
+    src = src - [0.8, -0.35] + rng.normal(0, 0.002, src.shape)
+    src = np.concatenate([src, rng.uniform(150, 250, (len(src) // 10, 2))])
+    tree = cKDTree(ref)
+    for radius, guess in ((6.0, (0.0, 0.0)), (1.4, (0.5, 0.0))):
+        a = find_offset(src, ref, radius, 0.7, guess)
+        b = find_offset(src, ref, radius, 0.7, guess, ref_tree=tree)
+        assert a.significant and b.significant and a.peak == b.peak
+        assert abs(a.dx - b.dx) < 1e-9 and abs(a.dy - b.dy) < 1e-9
+        assert abs(b.dx - 0.8) < 0.01 and abs(b.dy + 0.35) < 0.01
