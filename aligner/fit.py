@@ -61,6 +61,25 @@ class Links:
                      ("ga", "pa", "gb", "pb", "w", "ia", "ib")))
 
 
+def affine(p: np.ndarray, matrix: np.ndarray, shift) -> np.ndarray:
+    """``p @ matrix.T + shift`` for points ``p`` (..., 2), computed column by column.
+
+    numpy applies a 2-vector or a 2x2 matrix to (n, 2) rows one short row at a time: for 20k
+    points ``(p - c) @ m.T + c + s`` took 0.61 ms and ``p + s`` alone 0.09 ms (a scalar: 0.007),
+    the columns 0.06 ms; the joint fit's residuals and steps apply it to every link (session 6
+    profile: ~0.14 s of an absolute 32 x 10k fit).
+    """
+    p = np.asarray(p, float)
+    out = np.empty(p.shape)
+    x, y = p[..., 0], p[..., 1]
+    for k in (0, 1):
+        o = out[..., k]
+        np.multiply(x, matrix[k, 0], out=o)
+        o += matrix[k, 1] * y
+        o += shift[k]
+    return out
+
+
 @dataclass
 class GroupTransform:
     """``p -> matrix @ p + shift`` in the tangent plane (arcsec)."""
@@ -69,7 +88,7 @@ class GroupTransform:
     shift: np.ndarray = field(default_factory=lambda: np.zeros(2))
 
     def apply(self, p: np.ndarray) -> np.ndarray:
-        return p @ self.matrix.T + self.shift
+        return affine(p, self.matrix, self.shift)
 
     @property
     def rigid(self) -> bool:
@@ -169,7 +188,9 @@ class _Model:
     def _moved(self, p: np.ndarray, row: int, c: np.ndarray, mats: np.ndarray) -> np.ndarray:
         if row < 0:
             return p
-        return (p - c) @ mats[row].T + c + self.params[row, -2:]
+        # (p - c) @ M.T + c + s, with the constant terms folded into one shift.
+        m = mats[row]
+        return affine(p, m, c + self.params[row, -2:] - m @ c)
 
     def residuals(self) -> np.ndarray:
         mats = _matrix(self.fitgeom, self.params)

@@ -126,3 +126,17 @@ def test_links_in_any_order_give_the_same_fit_and_per_link_results():
 def test_unknown_geometry_is_an_error():
     with pytest.raises(ValueError, match="fitgeometry"):
         joint_fit(Links.concat([]), [], {}, "affine")
+
+
+def test_affine_is_matrix_times_points_plus_shift():
+    from aligner.fit import affine
+
+    rng = np.random.default_rng(8)
+    m = np.array([[1.0002, -3e-4], [2.5e-4, 0.9997]])
+    s = np.array([0.31, -0.72])
+    p = rng.uniform(-400, 400, (5000, 2))
+    np.testing.assert_allclose(affine(p, m, s), p @ m.T + s, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(affine(p[7], m, s), m @ p[7] + s, rtol=0, atol=1e-12)
+    assert affine(np.empty((0, 2)), m, s).shape == (0, 2)
+    strided = p[::3]                                     # a view, as the fit passes slices
+    np.testing.assert_allclose(affine(strided, m, s), strided @ m.T + s, rtol=0, atol=1e-12)
