@@ -25,14 +25,13 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from scipy.spatial import cKDTree
 
 from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
 from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
-from .match import bounds, find_offset, in_box, match_pairs, thin, workers
+from .match import bounds, find_offset, in_box, kdtree, match_pairs, thin, workers
 from .plane import TangentPlane
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 from .threads import in_background, single_threaded_blas, thread_map
@@ -802,7 +801,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             common_significant = False
             # One KD-tree of the reference for every group's offset search (20 ms at 75k points;
             # each search built one of the points near its group, ~4 ms).
-            rall_tree = cKDTree(rall) if abs_use2dhist and len(rall) else None
+            rall_tree = kdtree(rall) if abs_use2dhist and len(rall) else None
             if abs_use2dhist:
                 allxy = np.concatenate([g.xy_all for g in live])
                 # Quick: where it finds nothing (e.g. each group off in its own direction), each
@@ -834,7 +833,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                                                    and g.overlap(h) > 0), key=lambda h: -g.overlap(h))][:_NEIGHBOURS]
                 for g in live}
         radius = abs_tolerance
-        ref_tree = cKDTree(rpos) if len(rpos) else None
+        ref_tree = kdtree(rpos) if len(rpos) else None
         for npass in range(2):
             if not free:
                 break

@@ -12,7 +12,7 @@ import numpy as np
 
 from .catalogs import image_sources, read_table
 from .errors import CatalogError
-from .match import bounds, thin
+from .match import bounds, kdtree, thin
 from .plane import TangentPlane
 from .threads import thread_map
 
@@ -58,8 +58,7 @@ class Group:
     def tree(self):
         """KD-tree of ``xy`` (built on first use)."""
         if self._tree is None:
-            from scipy.spatial import cKDTree
-            self._tree = cKDTree(self.xy)
+            self._tree = kdtree(self.xy)
         return self._tree
 
     @property

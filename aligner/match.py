@@ -37,6 +37,14 @@ MIN_ISOLATED_FRACTION = 1.0 / 3.0
 DENSE_NEIGHBOURS = 10.0
 
 
+def kdtree(points: np.ndarray) -> cKDTree:
+    """A KD-tree of ``points`` (n, 2) split at sliding midpoints rather than medians, without
+    shrinking its nodes to their points: built twice as fast (11k points 2.5 -> 1.3 ms, 356k
+    115 -> 55 ms) and queried as fast for star lists (scipy's ``balanced_tree`` and
+    ``compact_nodes`` options; measured in session 6)."""
+    return cKDTree(points, balanced_tree=False, compact_nodes=False)
+
+
 def neighbours_within(xy: np.ndarray, radius: float, area: float | None = None) -> float:
     """Mean number of other points of ``xy`` within ``radius`` of a point, from the mean density
     over ``area`` (arcsec^2; default: the points' bounding box)."""
@@ -70,7 +78,7 @@ def thin(xy: np.ndarray, separation: float, area: float | None = None) -> np.nda
         return np.ones(n, bool)
     if neighbours_within(xy, separation, area) > DENSE_NEIGHBOURS:
         return np.ones(n, bool)
-    pairs = cKDTree(xy).query_pairs(separation, output_type="ndarray")
+    pairs = kdtree(xy).query_pairs(separation, output_type="ndarray")
     alone = np.ones(n, bool)
     alone[pairs.ravel()] = False
     if alone.mean() >= MIN_ISOLATED_FRACTION:
@@ -92,7 +100,7 @@ def sweep(xy: np.ndarray, separation: float, pairs: np.ndarray | None = None) ->
     if n < 2 or separation <= 0:
         return keep
     if pairs is None:
-        pairs = cKDTree(xy).query_pairs(separation, output_type="ndarray")
+        pairs = kdtree(xy).query_pairs(separation, output_type="ndarray")
     if len(pairs) == 0:
         return keep
     rank = np.empty(n, np.intp)
@@ -282,7 +290,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
 def _pairs_within(a: np.ndarray, b: np.ndarray, r: float,
                   b_tree: cKDTree | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Indices (i, j) of all pairs with |a_i - b_j| <= r (``b_tree``: a KD-tree of ``b``)."""
-    m = cKDTree(a).sparse_distance_matrix(cKDTree(b) if b_tree is None else b_tree, r, output_type="ndarray")
+    m = kdtree(a).sparse_distance_matrix(kdtree(b) if b_tree is None else b_tree, r, output_type="ndarray")
     return m["i"].astype(np.intp), m["j"].astype(np.intp)
 
 
@@ -322,12 +330,12 @@ def match_pairs(src: np.ndarray, ref: np.ndarray, tolerance: float) -> tuple[np.
     r = ref[rsel]
     ssel = np.nonzero(in_box(src, *bounds(r), tolerance))[0]
     s = src[ssel]
-    d, j = cKDTree(r).query(s, k=1, distance_upper_bound=tolerance, workers=workers(len(s)))
+    d, j = kdtree(r).query(s, k=1, distance_upper_bound=tolerance, workers=workers(len(s)))
     ok = np.isfinite(d)
     i = np.nonzero(ok)[0]
     j = j[ok]
     # Mutual: the source is the nearest of all sources to its reference point (a source outside
     # the box is farther than the tolerance from every point in it).
-    _, back = cKDTree(s).query(r[j], k=1, workers=workers(len(j)))
+    _, back = kdtree(s).query(r[j], k=1, workers=workers(len(j)))
     mutual = back == i
     return ssel[i[mutual]], rsel[j[mutual]]

@@ -108,3 +108,17 @@ def test_find_offset_with_a_tree_of_the_whole_reference_finds_the_same_offset():
         assert a.significant and b.significant and a.peak == b.peak
         assert abs(a.dx - b.dx) < 1e-9 and abs(a.dy - b.dy) < 1e-9
         assert abs(b.dx - 0.8) < 0.01 and abs(b.dy + 0.35) < 0.01
+
+
+def test_kdtree_finds_what_a_balanced_tree_finds():
+    from scipy.spatial import cKDTree
+
+    from aligner.match import kdtree
+
+    rng = np.random.default_rng(9)
+    xy = np.concatenate([rng.uniform(0, 100, (3000, 2)), rng.normal(50, 0.5, (500, 2))])  # with a cluster
+    a = kdtree(xy).query_pairs(1.0, output_type="ndarray")
+    b = cKDTree(xy).query_pairs(1.0, output_type="ndarray")
+    assert sorted(map(tuple, a)) == sorted(map(tuple, b))
+    q = rng.uniform(0, 100, (400, 2))
+    np.testing.assert_array_equal(kdtree(xy).query(q, k=1)[1], cKDTree(xy).query(q, k=1)[1])
