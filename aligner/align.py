@@ -28,7 +28,8 @@ import numpy as np
 
 from . import refcat as refcats
 from .errors import AlignmentError, AlignmentWarning, ParameterError
-from .fit import MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit
+from .fit import (MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit,
+                  links_per_group)
 from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
 from .match import bounds, find_offset, in_box, kdtree, match_pairs, thin, workers
@@ -633,8 +634,9 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                                                     sigma, clip_accum, minobj)
             if fitted is not None:
                 transforms.update(fitted.transforms)
+        per_group = links_per_group(links, fitted.used, free)
         for a in free:
-            n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+            n = per_group[a]
             if n < max(minobj, MIN_POINTS[fitgeometry]):
                 status[a] = f"FAILED: not enough matches ({n} < minobj {minobj}) after the joint fit"
             elif _large(fitted.transforms[a], groups[a], limit):
@@ -857,7 +859,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                                                          transforms[ab[1]], radius, cap),
                                 [(a, b) for a in free for b in nbrs[a] if b > a])
             links = Links.concat(parts)
-            nref = {a: int(np.count_nonzero((links.ga == a) & (links.gb == REFERENCE))) for a in free}
+            to_ref = np.bincount(links.ga[links.gb == REFERENCE] + 1, minlength=max(free, default=0) + 2)
+            nref = {a: int(to_ref[a + 1]) for a in free}
             if sum(nref.values()) < abs_minobj:
                 for a in free:
                     status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
@@ -875,8 +878,9 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 if fitted is not None:
                     transforms.update(fitted.transforms)
         if fitted is not None:
+            per_group = links_per_group(links, fitted.used, free)
             for a in free:
-                n = int(np.count_nonzero(fitted.used & ((links.ga == a) | (links.gb == a))))
+                n = per_group[a]
                 if n < max(abs_minobj, MIN_POINTS[abs_fitgeometry]):
                     status[a] = f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj})"
                 elif _large(fitted.transforms[a], groups[a], limit):

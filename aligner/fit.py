@@ -247,7 +247,8 @@ def _solve_step(model: _Model, w: np.ndarray) -> np.ndarray:
     return step.reshape(g, k)
 
 
-def _links_per_group(links: Links, use: np.ndarray, free: list[int]) -> dict[int, int]:
+def links_per_group(links: Links, use: np.ndarray, free: list[int]) -> dict[int, int]:
+    """Per group of ``free``: the links in ``use`` that touch it (one pass over the links)."""
     counts = np.bincount(np.concatenate([links.ga[use], links.gb[use]]) + 1,
                          minlength=max(free, default=0) + 2)
     return {g: int(counts[g + 1]) for g in free}
@@ -308,7 +309,7 @@ def joint_fit(links: Links, free: list[int], centers: dict[int, np.ndarray], fit
         new = base & (norm <= sigma * rmse)
         if np.array_equal(new, use):
             break
-        if min(_links_per_group(links, new, free).values(), default=minobj) < minobj:
+        if min(links_per_group(links, new, free).values(), default=minobj) < minobj:
             break
         use = new
         r = solve(use)
