@@ -366,8 +366,10 @@ def _group_results(groups: list[Group], links: Links, fitted, status: dict[int, 
     return out
 
 
-def _apply(groups: list[Group], results: dict[int, list[FitResult]], plane: TangentPlane) -> list[FitResult]:
-    """Correct the WCS of every image of the successful groups; store results on each corrector."""
+def _apply(groups: list[Group], results: dict[int, list[FitResult]], plane: TangentPlane, rec=None
+           ) -> list[FitResult]:
+    """Correct the WCS of every image of the successful groups; store results on each corrector;
+    hand each corrected WCS to the provenance recorder ``rec`` (if any) as soon as it exists."""
     flat = []
     ref_tp = plane.corrector()
     for g in groups:
@@ -375,6 +377,8 @@ def _apply(groups: list[Group], results: dict[int, list[FitResult]], plane: Tang
             if r.status == SUCCESS:
                 im.corrector.set_correction(matrix=r.matrix, shift=r.shift, ref_tpwcs=ref_tp,
                                             meta={"fit_info": r.fit_info(), "fit_result": r})
+                if rec is not None:
+                    rec.corrected(im.index, im.corrector)
             else:
                 im.corrector.meta["fit_info"] = r.fit_info()
                 im.corrector.meta["fit_result"] = r
@@ -575,7 +579,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             res = _group_results(groups, Links.concat([]), None, {g.index: status.get(g.index, "FAILED: nothing to "
                                  "align it to (at least two images or groups with sources are needed)") for g in groups},
                                  fitgeometry, "relative", plane)
-            results = _apply(groups, res, plane)
+            results = _apply(groups, res, plane, rec)
             raise AlignmentError("relative alignment needs at least two images (or groups) with non-empty "
                                  f"catalogs; got {len(live)}", results)
 
@@ -642,7 +646,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             elif _large(fitted.transforms[a], groups[a], limit):
                 status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance))"
         res = _group_results(groups, links, fitted, status, fitgeometry, "relative", plane)
-        results = _apply(groups, res, plane)
+        results = _apply(groups, res, plane, rec)
         _report_failures(results, "relative")
     except Exception as exc:
         _record(rec, exc)
@@ -890,7 +894,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         for rs in res.values():
             for r in rs:
                 r.reference = dict(used)
-        results = _apply(groups, res, plane)
+        results = _apply(groups, res, plane, rec)
         _report_failures(results, "absolute")
     except Exception as exc:
         _record(rec, exc)

@@ -28,6 +28,7 @@ from numbers import Integral
 import numpy as np
 from astrodb.ingest.table_reader import sha256_file
 
+from . import wcs_serializer
 from .threads import in_background, thread_map
 
 PACKAGES = ("astrodb", "numpy", "scipy", "astropy", "gwcs", "tweakwcs", "asdf", "sqlalchemy")
@@ -213,15 +214,47 @@ def serialize_wcs(wcs) -> bytes:
     Inside :func:`asdf_write_batch` a gwcs is serialized without asdf's schema validation (same bytes).
     """
     if wcs_kind(wcs) == "gwcs":
-        import asdf
-
         buf = io.BytesIO()
-        asdf.AsdfFile({"wcs": wcs}).write_to(buf)
+        _asdf_file_class()({"wcs": wcs}).write_to(buf)
         return buf.getvalue()
     hdr = wcs.to_header(relax=True)
     if wcs.pixel_shape is not None:
         hdr["IMAGEW"], hdr["IMAGEH"] = wcs.pixel_shape
     return hdr.tostring(sep="\n").encode()
+
+
+_asdf_file = None
+
+
+def _history_order(entry) -> tuple[str, str]:
+    return str(entry.get("extension_uri") or ""), str(entry.get("extension_class") or "")
+
+
+def _asdf_file_class():
+    """``asdf.AsdfFile``, writing the history's list of extensions in the order of their URIs.
+
+    asdf 6 lists the extensions a write used in the iteration order of a set hashed by object
+    ids, which differs between processes: the same gwcs gave other bytes (and another sha256,
+    which the audit's WCS lineage and the PROV export key on) in another process. Sorted, the
+    bytes depend on the WCS and the software versions only (tests/aligner/test_wcs_serializer.py
+    serializes in two processes).
+    """
+    global _asdf_file
+    if _asdf_file is None:
+        import asdf
+
+        if not hasattr(asdf.AsdfFile, "_update_extension_history"):  # pragma: no cover - another asdf
+            _asdf_file = asdf.AsdfFile
+        else:
+            class CanonicalHistoryAsdfFile(asdf.AsdfFile):
+                def _update_extension_history(self, tree, serialization_context):
+                    super()._update_extension_history(tree, serialization_context)
+                    extensions = tree.get("history", {}).get("extensions")
+                    if isinstance(extensions, list):
+                        extensions.sort(key=_history_order)
+
+            _asdf_file = CanonicalHistoryAsdfFile
+    return _asdf_file
 
 
 def deserialize_wcs(kind: str, data: bytes):
@@ -283,7 +316,8 @@ class Recorder:
         self.parameters = {k: _jsonable(v) for k, v in parameters.items()}
         self.store = store
         self.correctors = correctors
-        self.inputs: list[tuple[str, bytes]] | None = None
+        self.inputs: list[tuple[str, wcs_serializer.Serialized]] | None = None
+        self._outputs: dict[int, wcs_serializer.Serialized] = {}
         if capture:
             self.capture_inputs()
         self.images = None
@@ -295,17 +329,25 @@ class Recorder:
         """Serialize the input WCSs (once): before any correction is applied, which the caller
         ensures when it asks for ``capture=False`` (the absolute step captures them while the
         database works on its reference query; :meth:`write` captures them if the run failed
-        before)."""
+        before). A gwcs goes to the helper process when it is ready (:mod:`.wcs_serializer`)."""
         if self.inputs is not None:
             return
         inputs = []
         with asdf_write_batch():
             for c in self.correctors:
                 try:
-                    inputs.append((wcs_kind(c.wcs), serialize_wcs(c.wcs)))
+                    data = wcs_serializer.submit(c.wcs) or wcs_serializer.Serialized(data=serialize_wcs(c.wcs))
                 except Exception as exc:  # noqa: BLE001 - a WCS we cannot serialize is recorded as such
-                    inputs.append((wcs_kind(c.wcs), f"not serializable: {exc}".encode()))
+                    data = _unserializable(exc)
+                inputs.append((wcs_kind(c.wcs), data))
         self.inputs = inputs
+
+    def corrected(self, index: int, corrector) -> None:
+        """Corrector ``index`` has its output WCS: when the helper process is ready, it
+        serializes it now, while the run goes on; else :meth:`write` does."""
+        out = wcs_serializer.submit(corrector.wcs)
+        if out is not None:
+            self._outputs[index] = out
 
     def set_images(self, images) -> None:
         """The images' sources as the run uses them; their record (the rows used, npz, and the
@@ -352,14 +394,22 @@ class Recorder:
         rows = []
         n_aligned = 0
         with asdf_write_batch():  # the output gwcs
+            # What the helper process has not serialized yet, this thread does (in the order
+            # they were sent: the inputs, then the outputs).
+            wcs_serializer.gather([s for _, s in self.inputs] + list(self._outputs.values()))
             for i, c in enumerate(self.correctors):
                 r = reached[i]
                 im = images.get(i)
                 blob, array_sha = image_blobs.get(i, (None, None))
                 src, sha, nrows = self._catalog(c, im, array_sha)
                 kind, inp = self.inputs[i]
+                try:
+                    inp = inp.result()
+                except Exception as exc:  # noqa: BLE001 - as in capture_inputs
+                    inp = _unserializable(exc).result()
                 ok = r is not None and r.status == "SUCCESS"
                 fitted = r is not None and r.ok   # a failed fit records no geometry, not an identity
+                out = self._outputs.get(i) if fitted else None
                 n_aligned += ok
                 status = r.status if r is not None else ("FAILED: " + str(error) if error else "FAILED: not reached")
                 rows.append({
@@ -374,7 +424,7 @@ class Recorder:
                     "wcsinfo": _jsonable(getattr(c, "_wcsinfo", None)),
                     "input_wcs": inp,
                     # The reference image of a relative run keeps its WCS: recorded as its output too.
-                    "output_wcs": serialize_wcs(c.wcs) if fitted else None,
+                    "output_wcs": (out.result() if out is not None else serialize_wcs(c.wcs)) if fitted else None,
                     "status": status[:300], "message": (r.message if r is not None else str(error or "")) or None,
                     "fitgeometry": None if r is None else r.fitgeometry,
                     "matrix": np.asarray(r.matrix).tolist() if fitted else None,
@@ -420,7 +470,13 @@ class Recorder:
             conn.execute(prov_runs.insert().values(**run))
             if rows:
                 conn.execute(prov_images.insert(), rows)
+        if any(kind == "gwcs" for kind, _ in self.inputs):
+            wcs_serializer.start()  # for the next recorded run, if it is not running
         return self.run_id
+
+
+def _unserializable(exc: BaseException) -> wcs_serializer.Serialized:
+    return wcs_serializer.Serialized(data=f"not serializable: {exc}".encode())
 
 
 def _epoch_or_none(value) -> float | None:
