@@ -105,7 +105,7 @@ class _Helper:
                     fut.set_result(data)
                 else:
                     fut.set_exception(RuntimeError(data.decode(errors="replace")))
-        except (EOFError, OSError, HelperGone, struct.error) as exc:
+        except Exception as exc:  # noqa: BLE001 - EOF, a broken pipe or frame: the helper is done
             self._fail(exc)
 
     def _fail(self, exc: BaseException) -> None:
@@ -134,8 +134,10 @@ class _Helper:
                 raise HelperGone(str(exc)) from exc
         return fut
 
-    def close(self, wait: float = 2.0) -> None:
-        """Close the helper's input (it exits when it has answered what it was sent)."""
+    def close(self, wait: float = 0.2) -> None:
+        """Stop the helper: its input is closed (a ready helper then exits), and it is killed
+        if it is still starting or has not exited within ``wait`` s. What it has not answered,
+        the callers serialize themselves; a process that exits is not held up by it."""
         if self.owner != os.getpid():
             return  # a forked child: the helper is its parent's
         self.closing = True
@@ -144,7 +146,7 @@ class _Helper:
         except OSError:
             pass
         try:
-            self.proc.wait(wait)
+            self.proc.wait(wait if self.ready.is_set() else 0)
         except subprocess.TimeoutExpired:
             self.proc.kill()
             self.proc.wait()
@@ -161,7 +163,7 @@ def _current(start: bool = False) -> _Helper | None:
     with _lock:
         if _helper is not None and (_helper.owner != os.getpid() or _helper.dead):
             if _helper.owner == os.getpid():
-                _helper.close(wait=0.1)
+                _helper.close()
             _helper = None  # a forked child's copy of its parent's helper is not its own
         if start and _helper is None and _starts < MAX_STARTS and sys.executable and ENABLED:
             _starts += 1
