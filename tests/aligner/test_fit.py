@@ -140,3 +140,38 @@ def test_affine_is_matrix_times_points_plus_shift():
     assert affine(np.empty((0, 2)), m, s).shape == (0, 2)
     strided = p[::3]                                     # a view, as the fit passes slices
     np.testing.assert_allclose(affine(strided, m, s), strided @ m.T + s, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("geom", list(MODELS))
+def test_a_step_from_moments_is_the_gauss_newton_step_over_every_link(geom):
+    """The step from the segments' moments equals the one from the per-link residuals and a
+    numerical Jacobian: two free groups with centres far from the plane's origin, links to
+    the reference (fixed) and between them, weights, at parameters away from the solution."""
+    from aligner.fit import NPARAMS, _Model, _solve_step
+
+    rng = np.random.default_rng(9)
+    stars = rng.uniform(300, 420, (400, 2))  # ~500" from the origin, as a mosaic's edge
+    a = _observe(stars, 1.0001 * _rot(0.02), np.array([0.3, -0.1]), 0.002, rng)
+    b = _observe(stars, _rot(-0.01), np.array([-0.2, 0.4]), 0.002, rng)
+    n = len(stars)
+    w = rng.uniform(0.2, 1.0, 3 * n)
+    links = Links.concat([_to_ref(0, a, stars), _to_ref(1, b[:250], stars[:250]),
+                          Links(np.zeros(n, np.intp), a, np.ones(n, np.intp), b, np.ones(n), np.arange(n),
+                                np.arange(n))])
+    links.w[:] = w[:len(links)]
+    model = _Model(geom, [0, 1], {0: a.mean(0), 1: b.mean(0)}, links)
+    k = NPARAMS[geom]
+    model.params += rng.normal(0, 1e-3, model.params.shape)  # not at the solution
+    step = _solve_step(model, model.moments(links.w))
+
+    base = model.params.copy()
+    r0 = model.residuals().ravel()
+    jac = np.empty((len(r0), 2 * k))
+    for i in range(2 * k):
+        model.params = base.copy()
+        model.params.flat[i] += 1e-6
+        jac[:, i] = (model.residuals().ravel() - r0) / 1e-6
+    model.params = base
+    sw = np.sqrt(np.repeat(links.w, 2))
+    expected = np.linalg.lstsq(jac * sw[:, None], -r0 * sw, rcond=None)[0].reshape(2, k)
+    np.testing.assert_allclose(step, expected, rtol=1e-5, atol=1e-9)
