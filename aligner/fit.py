@@ -164,8 +164,9 @@ class _Model:
     its links only through the weighted moments of ``(1, q_a, q_b)`` (a 5 x 5 matrix). They
     are summed once per set of weights (:meth:`moments`, one small matrix product per segment),
     and each Gauss-Newton step is then a few products of (segments, 5, 5) arrays, however many
-    links there are. (Forming the per-link Jacobians at every step took 15 ms a step at
-    200k links, 32 groups, 61 segments; this, 0.5 ms a step plus ~3 ms per set of weights.)
+    links there are. (At 210k links, 32 groups, 61 segments: per-link Jacobians at every step
+    took 15 ms a step; this, 1.3 ms a step plus 1.3 ms per set of weights. The absolute 32 x
+    10k fit's two joint fits: 0.17 + 0.08 s -> 0.05 + 0.04 s, the same solution to 1e-14 ".)
     """
 
     def __init__(self, fitgeom: str, free: list[int], centers: dict[int, np.ndarray], links: Links) -> None:
@@ -250,9 +251,7 @@ def _solve_step(model: _Model, mom: np.ndarray) -> np.ndarray:
     terms; side b enters the residual with a minus sign.
     """
     g, k = len(model.free), model.k
-    if g == 0:
-        return np.zeros((g, k))
-    if len(mom) == 0:
+    if g == 0 or len(mom) == 0:
         return np.zeros((g, k))
     p = model.params
     mats, lin, e = _matrix(model.fitgeom, p), *_derivatives(model.fitgeom, p)

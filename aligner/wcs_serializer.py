@@ -6,9 +6,10 @@ run of 32 images, while the second core idles (``tweakwcs``' ``set_correction``,
 Python, runs beside it). Threads cannot share that work out (GIL; Python 3.11), a process
 can: the caller pickles the WCS (0.2-0.6 ms) and a helper process serializes it with the
 same code (:func:`aligner.provenance.serialize_wcs`), in the same environment, so the record
-holds the same bytes (tests compare). Measured on the 32 x 10k-source gwcs absolute run with
-its record, PostgreSQL store, 2 cores, medians of 5 runs: 2.14 / 2.44 s without the helper,
-1.74 / 1.94 s with it (inputs and outputs; /tmp scripts, session 7).
+holds the same bytes (tests compare). The 32 x 10k-source gwcs absolute run with its record
+(PostgreSQL store, 2 cores; runs alternated in one process, medians of 6): 2.61 s serializing
+in the caller, 2.09 s with the helper (restarted before each of its runs), 1.78 s without a
+record; the record's own stages 0.54 -> 0.15 s (BENCHMARKS.md, "Notes (session 7)").
 
 One helper per parent process, started when the first recorded gwcs run has been written
 (its start, ~1 s of imports, would take CPU from that run) and used by the runs after it:
