@@ -2,9 +2,9 @@
 
 asdf turns a gwcs into YAML in pure Python, with the GIL held: 4 ms an input WCS and 9 ms a
 corrected one (tweakwcs' ``v2v3corr`` step doubles the model tree), ~0.45 s of an absolute
-run of 32 images, while the second core idles (``tweakwcs``' ``set_correction``, also pure
-Python, runs beside it). Threads cannot share that work out (GIL; Python 3.11), a process
-can: the caller pickles the WCS (0.2-0.6 ms) and a helper process serializes it with the
+run of 32 images, while the second core idles (the caller's thread is busy with tweakwcs'
+``set_correction``, also pure Python). Threads cannot share that work out (GIL; Python 3.11),
+a process can: the caller pickles the WCS (0.2-0.6 ms) and a helper process serializes it with the
 same code (:func:`aligner.provenance.serialize_wcs`), in the same environment, so the record
 holds the same bytes (tests compare). The 32 x 10k-source gwcs absolute run with its record
 (PostgreSQL store, 2 cores; runs alternated in one process, medians of 6): 2.61 s serializing
@@ -12,16 +12,18 @@ in the caller, 2.09 s with the helper (restarted before each of its runs), 1.78 
 record; the record's own stages 0.54 -> 0.15 s (BENCHMARKS.md, "Notes (session 7)").
 
 One helper per parent process, started when the first recorded gwcs run has been written
-(its start, ~1 s of imports, would take CPU from that run) and used by the runs after it:
-until it is ready, and whenever it is gone or fails, the caller serializes the WCS itself
-(from the snapshot it pickled), so a record never depends on the helper. ``ALIGNER_RECORD_PROCESS=0`` switches it
-off (the WCSs are then serialized in the caller's thread, as before).
+(its start, ~1.8 s of imports and a first serialization, would take CPU from that run) and
+used by the runs after it: until it is ready, and whenever it is gone or fails, the caller
+serializes the WCS itself (from the snapshot it pickled), so a record never depends on the
+helper. ``ALIGNER_RECORD_PROCESS=0`` switches it off (the WCSs are then serialized in the
+caller's thread, as before).
 
 Protocol (pipes): the parent writes ``(id, length) + pickle`` frames to the helper's stdin;
 the helper answers ``(id, status, length) + bytes`` (status 0: the ASDF bytes, 1: the error
 text) on a private copy of its stdout; its fd 1 is pointed at stderr, so a stray print cannot
-break the frames. It reads requests on a thread of its own, so the parent never waits on a
-full pipe, and exits when its stdin closes (at the parent's exit, or if the parent dies).
+break the frames. It reads requests on a thread of its own, so the parent's writes do not
+wait for the WCS being serialized, and exits when its stdin closes (at the parent's exit, or
+if the parent dies).
 """
 from __future__ import annotations
 
@@ -241,8 +243,8 @@ class Serialized:
 def gather(items: list[Serialized]) -> None:
     """Have every item's bytes, sharing the work left with the helper: the helper answers in
     the order the items were sent, so this process serializes, from the last item back, each
-    one it has not answered yet. (A helper still starting, or still learning the layout of a
-    kind of WCS it has not seen, ~0.1 s, then costs the caller no waiting.)"""
+    one it has not answered yet. (A helper behind, e.g. learning the layout of a kind of WCS
+    it has not seen, ~0.1 s, or given little CPU, then costs the caller no waiting.)"""
     for item in reversed(items):
         try:
             item.result(wait=False)
