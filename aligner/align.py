@@ -34,6 +34,7 @@ from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
 from .match import bounds, find_offset, in_box, kdtree, match_pairs, thin, workers
 from .plane import TangentPlane
+from .significance import DEFAULT_MAX_CHANCE, chance_probability, check_max_chance, needed, trials_within
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
 from .threads import in_background, single_threaded_blas, thread_map
 
@@ -165,37 +166,49 @@ def _match_reference(g: Group, t: GroupTransform, rpos: np.ndarray, ref_tree, ra
     return i, j, pa
 
 
-def _by_chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
-               tolerance: float) -> tuple[bool, float]:
-    """Are ``n_matched`` one-to-one matches within ``tolerance`` no more than chance would give
-    between the sources ``src_xy`` and the reference points over the box (lo, hi)? Returns
-    (True if not significant, the expected number of chance matches)."""
+def _chance(n_matched: int, src_xy: np.ndarray, ref_xy: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+            radius: float, trials: float = 1.0) -> tuple[float, float]:
+    """How likely ``n_matched`` one-to-one matches within ``radius`` between the sources
+    ``src_xy`` and the reference points over the box (lo, hi) are to be chance. Returns (the
+    probability of as many at one of ``trials`` independent offsets, the chance matches
+    expected at one offset)."""
     inside = ref_xy[in_box(ref_xy, lo, hi, 0.0)]
     if not len(inside):
-        return n_matched == 0, 0.0
+        return (1.0 if n_matched == 0 else 0.0), 0.0
     # Where the reference points are (a partial overlap must not dilute the density) and the
     # sources that could meet them there.
     rlo, rhi = bounds(inside)
-    area = float(np.prod(np.maximum(rhi - rlo, tolerance)))
-    n_src = int(np.count_nonzero(in_box(src_xy, rlo, rhi, tolerance)))
-    # Each source has a reference point within the tolerance by chance with probability
-    # p = 1 - exp(-density * pi * tolerance^2) (Poisson); the count is binomial.
-    p = -math.expm1(-len(inside) / area * math.pi * tolerance ** 2)
-    expected = n_src * p
-    return n_matched < expected + 5.0 * math.sqrt(n_src * p * (1.0 - p) + 1.0), expected
+    area = float(np.prod(np.maximum(rhi - rlo, radius)))
+    n_src = int(np.count_nonzero(in_box(src_xy, rlo, rhi, radius)))
+    # Each source has a reference point within the radius by chance with probability
+    # 1 - exp(-density * pi * radius^2); the count is nearly Poisson (its tail a little heavier
+    # than the binomial's: the judgement errs on the safe side).
+    expected = n_src * -math.expm1(-len(inside) / area * math.pi * radius ** 2)
+    return chance_probability(n_matched, expected, trials), expected
+
+
+def _odds(n: int, expected: float, trials: float, p: float, max_chance: float) -> str:
+    """The numbers behind a chance judgement, for failure messages."""
+    at = f" at each of ~{trials:.3g} offsets searched" if trials > 1.5 else ""
+    return (f"chance gives {expected:.2g}{at}, so {needed(expected, trials, max_chance)} or more are needed "
+            f"(the chance probability of {n} is {p:.2g}, above max_chance {max_chance:g})")
 
 
 def _unconfirmed(free: list[int], groups: list[Group], transforms, links: Links, fitted, radius: float,
-                 reference: np.ndarray | None = None) -> dict[int, str]:
-    """Groups whose fit rests on no more matches than chance gives at the radius they were
+                 reference: np.ndarray | None = None, search: float = 0.0,
+                 max_chance: float = DEFAULT_MAX_CHANCE) -> dict[int, str]:
+    """Groups whose fit rests on matches that chance gives too often at the radius they were
     matched within: {group: failure status}.
 
     In dense fields a tight cluster of chance pairs can survive clipping (at 10 stars/arcsec^2,
-    31 "matches" with an rmse of 8 mas put an image 2.5" off): the links the fit kept must
-    outnumber the one-to-one matches expected by chance within ``radius`` between the group's
-    sources and the points it was matched to (``reference``; else its linked groups' sources).
+    31 "matches" with an rmse of 8 mas put an image 2.5" off): the links the fit kept must be
+    unlikely (``max_chance``) as chance one-to-one matches within ``radius`` between the group's
+    sources and the points it was matched to (``reference``; else its linked groups' sources),
+    counting as trials the offsets of that precision within ``search`` (arcsec) of the start
+    that the offset search and the fit could have settled on.
     """
     bad = {}
+    trials = trials_within(search, radius)
 
     def density(xy: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> float:
         return len(xy) / max(float(np.prod(np.maximum(hi - lo, radius))), 1e-12)
@@ -216,7 +229,7 @@ def _unconfirmed(free: list[int], groups: list[Group], transforms, links: Links,
         # of the group in the overlap: confirmed without placing the points (the usual case).
         dens = ref_density + sum(density(groups[b].xy, groups[b].lo, groups[b].hi) for b in partners)
         worst = len(groups[a].xy) * -math.expm1(-2.0 * dens * math.pi * radius ** 2)
-        if n >= worst + 5.0 * math.sqrt(worst + 1.0):
+        if chance_probability(n, worst, trials) <= max_chance:
             continue
         ta = transforms[a]
         src = ta.apply(groups[a].xy)
@@ -226,10 +239,10 @@ def _unconfirmed(free: list[int], groups: list[Group], transforms, links: Links,
             pts = (np.concatenate([transforms[b].apply(groups[b].xy) for b in sorted(partners)])
                    if partners else np.empty((0, 2)))
         box = ta.apply(np.stack([groups[a].lo, groups[a].hi]))
-        chance, expected = _by_chance(n, src, pts, box.min(0), box.max(0), radius)
-        if chance:
-            bad[a] = (f"FAILED: the fit's {n} matches to {what} within {radius * 1000:.0f} mas are no more than "
-                      f"chance gives ({expected:.0f} expected): probably mismatched sources")
+        p, expected = _chance(n, src, pts, box.min(0), box.max(0), radius, trials)
+        if p > max_chance:
+            bad[a] = (f"FAILED: the fit's {n} matches to {what} within {radius * 1000:.0f} mas are not convincing: "
+                      f"{_odds(n, expected, trials, p, max_chance)}: probably mismatched sources")
     return bad
 
 
@@ -422,8 +435,59 @@ def _record(rec, error: BaseException | None = None) -> None:
         error.add_note(f"(its provenance record could not be written: {exc})")
 
 
+def _offset_origin(prefix: str, off, searchrad: float, guess) -> str:
+    """Where the matching offset came from, for failure messages (naming only the parameters
+    that were in play)."""
+    if off is None:
+        return (f"at the offset ({guess[0]:g}\", {guess[1]:g}\") given, without the 2D histogram "
+                f"({prefix}use2dhist=False: set it to search up to {prefix}searchrad {searchrad:g}\" for the offset)")
+    if off.significant:
+        return f"at the 2D histogram's offset ({off.dx:.3f}\", {off.dy:.3f}\")"
+    return (f"at the offset ({guess[0]:g}\", {guess[1]:g}\"), as the 2D histogram found no convincing one within "
+            f"{prefix}searchrad {searchrad:g}\" (best peak {off.peak} pairs, {off.background:.2g} expected by chance, "
+            f"chance probability {off.chance:.2g}; a larger {prefix}searchrad searches farther)")
+
+
+#: A group with fewer reference stars than this over its footprint matches all its sources.
+_SPARSE_REFERENCE = 50
+
+
+def _unthinned_where_sparse(groups: list[Group], images, rxy: np.ndarray, separation: float) -> list[Group]:
+    """``groups``, each whose footprint holds fewer than ``_SPARSE_REFERENCE`` reference stars
+    replaced by the same group with all its sources (not thinned by ``separation``).
+
+    Thinning drops both sources of a close pair; against a sparse reference that loses a star
+    whenever a faint detection lies within ``separation`` of it (5 stars among 45 other
+    detections on a 100" chip: about one fit in fifteen lost a star it needed), while the ambiguity
+    it avoids is settled by the mutual nearest neighbours at the histogram's offset."""
+    finite = rxy[np.all(np.isfinite(rxy), axis=1)]
+    sparse = [len(g.xy_all) > len(g.xy) and np.count_nonzero(in_box(finite, g.lo, g.hi)) < _SPARSE_REFERENCE
+              for g in groups]
+    if not any(sparse):
+        return groups
+    whole = make_groups(images, 0.0)
+    return [w if s else g for g, w, s in zip(groups, whole, sparse)]
+
+
+def _absolute_origin(search, offset: np.ndarray, use2dhist: bool, common: bool, searchrad: float) -> str:
+    """Where an absolute group's matching offset came from, for failure messages."""
+    if not use2dhist:
+        return ("at the images' current WCS (abs_use2dhist=False: set it to search up to abs_searchrad "
+                f"{searchrad:g}\" for the offset)")
+    at = f"({offset[0]:.3f}\", {offset[1]:.3f}\")"
+    if search is not None and search.significant:
+        return f"at its 2D histogram's offset {at}"
+    if common:
+        return f"at the common offset {at} of all the images (the 2D histogram found no convincing own one)"
+    if search is None:
+        return "at the images' current WCS"
+    return (f"at the images' current WCS, as the 2D histogram found no convincing offset within abs_searchrad "
+            f"{searchrad:g}\" (best peak {search.peak} pairs, {search.background:.2g} expected by chance, chance "
+            f"probability {search.chance:.2g}; a larger abs_searchrad searches farther)")
+
+
 def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffset, yoffset, use2dhist, minobj,
-           fitgeometry, nclip, sigma, clip_accum, limit):
+           fitgeometry, nclip, sigma, clip_accum, limit, max_chance=DEFAULT_MAX_CHANCE):
     """First correction of group ``g`` against the placed groups ``near``: offset, matches, fit.
 
     Returns ((transform, neighbour groups), None) or (None, the failure status)."""
@@ -454,7 +518,7 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     # in dense fields it leaves the two lists few stars in common).
     rall = np.concatenate([transforms[p.index].apply(p.xy_all) for p in use])
     rall = rall[in_box(rall, g.lo, g.hi, searchrad + tolerance)]
-    off = find_offset(g.xy_all, rall, searchrad, tolerance, guess) if use2dhist else None
+    off = find_offset(g.xy_all, rall, searchrad, tolerance, guess, max_chance=max_chance) if use2dhist else None
     found = off is not None and off.significant
     shift = np.array([off.dx, off.dy]) if found else np.array(guess, float)
     # The first correction only has to be good enough to match (the joint fit uses every source
@@ -469,16 +533,19 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     gxy, gw = g.xy[sel], g.weight[sel]
     dense_radius = _first_radius(tolerance, rxy)
     i, j = match_pairs(gxy + shift, rxy, dense_radius if found else tolerance)
+    where = _offset_origin("", off, searchrad, guess)
     if len(i) < max(minobj, MIN_POINTS[fitgeometry]):
-        return None, f"FAILED: not enough matches ({len(i)} < minobj {minobj})"
+        return None, (f"FAILED: not enough matches ({len(i)} < minobj {minobj}; {fitgeometry} needs "
+                      f"{MIN_POINTS[fitgeometry]}) within tolerance {tolerance:g}\" {where}")
     # Without a significant histogram peak (no 2D histogram, or none found) the matches must
-    # show the offset themselves: more than chance gives. (A peak from every source is the
-    # better evidence in crowded fields, where thinning leaves the lists few stars in common.)
-    chance, expected = (False, 0.0) if found else _by_chance(
-        len(i), gxy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
-    if chance:
-        return None, (f"FAILED: not enough matches above chance ({len(i)} matches, {expected:.0f} expected at "
-                      "random): no common offset within searchrad")
+    # show the offset themselves: unlikely by chance at the one offset they were made at. (A
+    # peak from every source is the better evidence in crowded fields, where thinning leaves
+    # the lists few stars in common.)
+    if not found:
+        p, expected = _chance(len(i), gxy + shift, rxy, g.lo + shift, g.hi + shift, tolerance)
+        if p > max_chance:
+            return None, (f"FAILED: not enough matches ({len(i)} within tolerance {tolerance:g}\" {where}): "
+                          f"{_odds(len(i), expected, 1.0, p, max_chance)}")
     first = Links(np.full(len(i), g.index), gxy[i], np.full(len(i), REFERENCE), rxy[j],
                   1.0 / (1.0 / gw[i] + 1.0 / rw[j]), sel[i], rrow[j])
     f = joint_fit(first, [g.index], {g.index: g.center}, fitgeometry, nclip, sigma, clip_accum, minobj)
@@ -492,10 +559,11 @@ def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffse
     r = min(_rematch_radius(f, tolerance), dense_radius)
     moved = t.apply(gxy)
     n_r = len(match_pairs(moved, rxy, r)[0])
-    chance, expected = _by_chance(n_r, moved, rxy, *bounds(moved), r)
-    if chance:
-        return None, (f"FAILED: {n_r} matches within {r * 1000:.0f} mas after the first fit, no more than "
-                      f"chance gives ({expected:.0f} expected): probably mismatched sources")
+    trials = trials_within(searchrad if found else tolerance, r)
+    p, expected = _chance(n_r, moved, rxy, *bounds(moved), r, trials)
+    if p > max_chance:
+        return None, (f"FAILED: the first fit's {n_r} matches within {r * 1000:.0f} mas are not convincing: "
+                      f"{_odds(n_r, expected, trials, p, max_chance)}: probably mismatched sources")
     # Links to the groups it overlaps most, for the joint fit.
     counts = {p.index: int(np.count_nonzero(rgrp[j] == p.index)) for p in near}
     nbrs = [k for k, _ in sorted(counts.items(), key=lambda kv: -kv[1])[:_NEIGHBOURS] if counts[k] > 0]
@@ -510,7 +578,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                    tolerance: float = 0.7, xoffset: float = 0.0, yoffset: float = 0.0,
                    enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
                    fitgeometry: str = "rshift", nclip: int = 3, sigma: float = 3.0,
-                   clip_accum: bool = False, *, store=None, provenance: bool = True) -> list:
+                   clip_accum: bool = False, *, store=None, provenance: bool = True,
+                   max_chance: float = DEFAULT_MAX_CHANCE) -> list:
     """Align images to each other (stcal.tweakreg.relative_align, same parameters and defaults).
 
     Parameters
@@ -537,7 +606,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         reference group's. Without it, a group that does not overlap the reference group enough
         is still matched against the groups placed before it (stcal fails such a group).
     minobj : int
-        Fewest matches a group needs.
+        Fewest matches a group needs (at least what ``fitgeometry`` needs: shift 1, rshift and
+        rscale 2, general 3). Matches must also be convincing (``max_chance``).
     fitgeometry : {'shift', 'rshift', 'rscale', 'general'}
     nclip : int
         Sigma-clipping rounds.
@@ -548,6 +618,11 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
     store : astrodb.Store or URL, optional
         With a store, the run is recorded in its provenance tables (parameters, inputs, fits,
         output WCSs; also when it fails), unless ``provenance`` is False.
+    max_chance : float
+        Largest accepted probability that a group's matches arise by chance between unrelated
+        source lists (Poisson tail of the chance matches expected, the offsets searched counted
+        as trials; :mod:`aligner.significance`). Sparse fields: 3 matches where chance gives
+        0.003 pass; crowded ones need a clear excess over their many chance pairs.
 
     Returns
     -------
@@ -567,6 +642,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
     rec = _recorder('relative', _arguments, correctors, store, provenance)
     try:
         _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
+        check_max_chance(max_chance)
         images = load_images(correctors)
         if rec is not None:
             rec.set_images(images)
@@ -608,7 +684,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
             for pool in pools:
                 near = [p for p in pool if g.overlap(p, searchrad) > 0]
                 placed_now, failure = _place(g, near, transforms, searchrad, tolerance, xoffset, yoffset, use2dhist,
-                                             minobj, fitgeometry, nclip, sigma, clip_accum, limit)
+                                             minobj, fitgeometry, nclip, sigma, clip_accum, limit, max_chance)
                 if placed_now is not None:
                     transforms[g.index], neighbours[g.index] = placed_now
                     placed.append(g)
@@ -632,7 +708,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                                clip_accum, minobj)
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, tolerance)
-        bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within)
+        bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within,
+                           search=searchrad if use2dhist else tolerance, max_chance=max_chance)
         if bad:
             free, links, fitted = _drop_unconfirmed(bad, status, free, links, fitted, groups, fitgeometry, nclip,
                                                     sigma, clip_accum, minobj)
@@ -691,7 +768,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                    abs_tolerance: float = 0.7, abs_minobj: int = 15, abs_fitgeometry: str = "rshift",
                    abs_nclip: int = 3, abs_sigma: float = 3.0, clip_accum: bool = False, store=None, *,
                    observer=None, centroid_error: float = refcats.DEFAULT_CENTROID_ERROR_MAS,
-                   timeout: float | None = None, provenance: bool = True) -> list:
+                   timeout: float | None = None, provenance: bool = True,
+                   max_chance: float = DEFAULT_MAX_CHANCE) -> list:
     """Align images to an absolute reference catalog (stcal.tweakreg.absolute_align's parameters).
 
     Parameters
@@ -724,6 +802,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         error sigma at the epoch weighs ``1 / (1 + (sigma / centroid_error)^2)``.
     timeout
         Accepted for stcal compatibility (the store is local).
+    max_chance : float
+        As for :func:`relative_align`: the largest accepted probability that a group's matches
+        to the reference arise by chance. ``abs_minobj`` is honoured down to what
+        ``abs_fitgeometry`` needs (shift 1, rshift 2, general 3 stars).
 
     Returns
     -------
@@ -738,6 +820,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     try:
         _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
                   abs_sigma)
+        check_max_chance(max_chance)
         # Only a store reference is moved to the epoch; a file or table is used as it is.
         jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
         images = load_images(correctors)
@@ -777,6 +860,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         if rec is not None:
             rec.reference = ref
         rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
+        groups = _unthinned_where_sparse(groups, images, rxy, abs_separation)
         live = [g for g in groups if len(g.xy)]
         near = np.zeros(len(rxy), bool)
         for g in live:
@@ -797,11 +881,14 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         if len(ridx) < abs_minobj:
             for g in live:
                 status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
-                                   f"in {ref.source} over the images")
+                                   f"in {ref.source} over the images (of {int(np.count_nonzero(near))} there, those "
+                                   f"closer than abs_separation {abs_separation:g}\" to another are not used)")
         limit = 2.0 * (abs_searchrad + abs_tolerance)
         transforms = {g.index: GroupTransform() for g in groups}
         offsets: dict[int, np.ndarray] = {}
+        searches: dict[int, object] = {}   # each group's offset search (for failure messages)
         peak: dict[int, bool] = {}
+        common_significant = False
         if len(ridx) >= abs_minobj and live:
             common = np.zeros(2)
             common_significant = False
@@ -812,7 +899,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 allxy = np.concatenate([g.xy_all for g in live])
                 # Quick: where it finds nothing (e.g. each group off in its own direction), each
                 # group is searched over the whole radius below.
-                off = find_offset(allxy, rall, abs_searchrad, abs_tolerance, quick=True, ref_tree=rall_tree)
+                off = find_offset(allxy, rall, abs_searchrad, abs_tolerance, quick=True, ref_tree=rall_tree,
+                                  max_chance=max_chance)
                 if off.significant:
                     common = np.array([off.dx, off.dy])
                     common_significant = True
@@ -821,15 +909,17 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                 # Each group's own offset: near the common one first (a small, cheap search),
                 # over the whole search radius if that finds no significant peak.
                 own = find_offset(g.xy_all, rall, min(2.0 * abs_tolerance, abs_searchrad), abs_tolerance,
-                                  tuple(common), ref_tree=rall_tree)
+                                  tuple(common), ref_tree=rall_tree, max_chance=max_chance)
                 if not own.significant:
-                    own = find_offset(g.xy_all, rall, abs_searchrad, abs_tolerance, ref_tree=rall_tree)
+                    own = find_offset(g.xy_all, rall, abs_searchrad, abs_tolerance, ref_tree=rall_tree,
+                                      max_chance=max_chance)
                 return own
 
             owns = thread_map(own_offset, live) if abs_use2dhist else [None] * len(live)
             for g, own in zip(live, owns):
                 o = np.array([own.dx, own.dy]) if own is not None and own.significant else common
                 offsets[g.index] = o
+                searches[g.index] = own
                 peak[g.index] = abs_use2dhist and (own.significant or common_significant)
                 transforms[g.index] = GroupTransform(np.eye(2), o.copy())
         free = [g.index for g in live if g.index not in status]
@@ -852,10 +942,14 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             for a, (i, j, pa) in zip(list(free), matched):
                 g = groups[a]
                 if npass == 0 and not peak.get(a, False):
-                    chance, expected = _by_chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
-                    if chance:
-                        status[a] = (f"FAILED: not enough matches to the reference above chance ({len(i)} matches, "
-                                     f"{expected:.0f} expected at random): no common offset within abs_searchrad")
+                    # No histogram peak of its own or in common: the matches at the offset used
+                    # must show it themselves (one offset tried).
+                    p, expected = _chance(len(i), pa, rpos, *_box(pa), abs_tolerance)
+                    if p > max_chance:
+                        where = _absolute_origin(searches.get(a), offsets.get(a, np.zeros(2)), abs_use2dhist,
+                                                 common_significant, abs_searchrad)
+                        status[a] = (f"FAILED: not enough matches to the reference ({len(i)} within abs_tolerance "
+                                     f"{abs_tolerance:g}\" {where}): {_odds(len(i), expected, 1.0, p, max_chance)}")
                         free.remove(a)
                         continue
                 parts.append(_link(a, g, i, REFERENCE, rpos[j], rw[j], ridx[j], g.xy[i]))
@@ -867,7 +961,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             nref = {a: int(to_ref[a + 1]) for a in free}
             if sum(nref.values()) < abs_minobj:
                 for a in free:
-                    status[a] = f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj {abs_minobj})"
+                    where = _absolute_origin(searches.get(a), offsets.get(a, np.zeros(2)), abs_use2dhist,
+                                             common_significant, abs_searchrad)
+                    status[a] = (f"FAILED: not enough matches to the reference ({sum(nref.values())} < abs_minobj "
+                                 f"{abs_minobj}) within abs_tolerance {abs_tolerance:g}\" {where}")
                 free, fitted = [], None
                 break
             fitted = joint_fit(links, free, {a: groups[a].center for a in free}, abs_fitgeometry, abs_nclip,
@@ -875,7 +972,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             transforms.update(fitted.transforms)
             matched_within, radius = radius, _rematch_radius(fitted, abs_tolerance)
         if fitted is not None:
-            bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within, rpos)
+            bad = _unconfirmed(free, groups, transforms, links, fitted, matched_within, rpos,
+                               search=abs_searchrad if abs_use2dhist else abs_tolerance, max_chance=max_chance)
             if bad:
                 free, links, fitted = _drop_unconfirmed(bad, status, free, links, fitted, groups, abs_fitgeometry,
                                                         abs_nclip, abs_sigma, clip_accum, abs_minobj)
@@ -886,7 +984,9 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             for a in free:
                 n = per_group[a]
                 if n < max(abs_minobj, MIN_POINTS[abs_fitgeometry]):
-                    status[a] = f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj})"
+                    status[a] = (f"FAILED: not enough matches ({n} < abs_minobj {abs_minobj}; {abs_fitgeometry} "
+                                 f"needs {MIN_POINTS[abs_fitgeometry]}) after the fit and its clipping "
+                                 f"(abs_nclip {abs_nclip}, abs_sigma {abs_sigma:g})")
                 elif _large(fitted.transforms[a], groups[a], limit):
                     status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (abs_searchrad + abs_tolerance))"
         res = _group_results(groups, links, fitted, status, abs_fitgeometry, "absolute", plane)

@@ -57,6 +57,7 @@ _REL_OPTIONS = {
     "nclip": "sigma-clipping rounds",
     "sigma": "clipping limit in units of the rmse",
     "clip_accum": "clipped matches stay clipped in later rounds (both steps)",
+    "max_chance": "largest accepted probability that a group's matches arise by chance (both steps)",
 }
 _ABS_OPTIONS = {
     "abs_searchrad": "search radius (arcsec) of the offset search against the reference",
@@ -334,7 +335,9 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
     """Validate every parameter before any work; returns the store to use (or args.store)."""
     from . import refcat as refcats
     from .align import _validate
+    from .significance import check_max_chance
 
+    check_max_chance(args.max_chance)
     if do_rel:
         _validate("", args.searchrad, args.separation, args.tolerance, args.minobj, args.fitgeometry, args.nclip,
                   args.sigma, args.xoffset, args.yoffset)
@@ -448,7 +451,7 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
         _run_step(images, "relative", relative_align, correctors, kw)
     if args.abs_refcat:
         kw = {k: getattr(args, k) for k in _ABS_OPTIONS if k != "epoch"}
-        kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, store=store,
+        kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, max_chance=args.max_chance, store=store,
                   abs_catalog_output_dir=str(outdir), provenance=args.provenance)
         if args.epoch is not None:
             runs = [(args.epoch, images)]

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.spatial import cKDTree
 
+from .significance import DEFAULT_MAX_CHANCE, chance_probability, tail, trials_within
+
 # Cap on the number of pair offsets put in the 2D histogram (~0.1 s): a few thousand sources'
 # worth at the densest, still a peak tens of sigma above the chance pairs.
 _MAX_PAIRS = 500_000
@@ -130,6 +132,7 @@ class Offset:
     background: float    # expected pairs there by chance
     significant: bool
     pairs: float = 0.0   # pair offsets expected from all the sources (before any subsampling)
+    chance: float = 1.0  # probability that a peak this strong arises by chance in the search
 
 
 def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -140,7 +143,7 @@ def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
 
 def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float,
                 guess: tuple[float, float] = (0.0, 0.0), *, seed: int = 0, quick: bool = False,
-                ref_tree: cKDTree | None = None) -> Offset:
+                ref_tree: cKDTree | None = None, max_chance: float = DEFAULT_MAX_CHANCE) -> Offset:
     """Offset (arcsec) that best superposes ``src + offset`` on ``ref``, within ``searchrad`` of
     ``guess``.
 
@@ -154,15 +157,29 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
     ``ref_tree``: a KD-tree of all of ``ref``, for a caller that searches many ``src`` lists
     against the same reference (the absolute step's 32 groups: each search built a tree of the
     reference points near its group, 3.6 of its 7.7 ms); the same pairs are found.
+
+    A peak is significant when the probability that chance pairs alone give one as strong
+    anywhere in the search disc is at most ``max_chance`` (:mod:`.significance`: a Poisson tail
+    with the windows of the search counted as trials, judged within the tolerance and within
+    a half, a quarter and an eighth of it, the radii counted as trials too). Three pairs that
+    agree to a tenth of an arcsec are then a peak in a sparse field, while in a dense one the
+    excess over tens of chance pairs per window must be large.
     """
-    first = _offset(src, ref, searchrad, tolerance, guess, seed, _FIRST_PAIRS, ref_tree)
+    first = _offset(src, ref, searchrad, tolerance, guess, seed, _FIRST_PAIRS, ref_tree, max_chance)
     if quick or first.significant or first.pairs <= _FIRST_PAIRS:
         return first
-    return _offset(src, ref, searchrad, tolerance, guess, seed, _MAX_PAIRS, ref_tree)
+    return _offset(src, ref, searchrad, tolerance, guess, seed, _MAX_PAIRS, ref_tree, max_chance)
+
+
+#: Radii (in tolerances) within which a peak is judged; a narrow true peak keeps its pairs in
+#: the small ones while the chance pairs drop with the area.
+_JUDGED_WITHIN = (1.0, 0.5, 0.25, 0.125)
+#: A refinement window must hold an excess at least this unlikely by chance (3 sigma).
+_REFINE_CHANCE = 1.35e-3
 
 
 def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float, guess, seed: int,
-            max_pairs: int, ref_tree: cKDTree | None = None) -> Offset:
+            max_pairs: int, ref_tree: cKDTree | None = None, max_chance: float = DEFAULT_MAX_CHANCE) -> Offset:
     g = np.asarray(guess, float)
     if len(src) == 0 or len(ref) == 0:
         return Offset(g[0], g[1], 0, 0.0, False)
@@ -199,10 +216,13 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # in a dense field). Every expected count below is scaled by that shape, normalized to the
     # pairs found within the reach.
     slo, shi = bounds(moved)
+    # At least a tolerance across: one or two reference stars have a box of no area.
+    mid = (rlo + rhi) / 2.0
+    olo, ohi = np.minimum(rlo, mid - tolerance), np.maximum(rhi, mid + tolerance)
 
     def overlap(off: np.ndarray) -> np.ndarray:
         off = np.atleast_2d(off)
-        span = np.minimum(shi + off, rhi) - np.maximum(slo + off, rlo)
+        span = np.minimum(shi + off, ohi) - np.maximum(slo + off, olo)
         return np.prod(np.clip(span, 0.0, None), axis=1)
 
     t = np.linspace(-reach, reach, 41)
@@ -211,7 +231,15 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     mean_overlap = float(overlap(np.stack([gx.ravel()[disc], gy.ravel()[disc]], -1)).mean())
     if mean_overlap <= 0:
         return Offset(g[0], g[1], 0, 0.0, False, expected)
-    density0 = len(d) / (math.pi * reach ** 2) / mean_overlap   # chance pairs / arcsec^2 / overlap
+    # Chance pairs / arcsec^2 / overlap: from the pairs found, less those of the histogram's
+    # peak (in a sparse field they are most of the pairs, and counting them as chance would
+    # hide the peak), but never below what uniform lists of these sizes give.
+    # (Uniform over the sources' box and the reference's together: a sparse reference's own
+    # box, a few stars wide, would crowd them into a small area.)
+    ulo, uhi = np.minimum(slo - reach, rlo), np.maximum(shi + reach, rhi)
+    uniform = len(src) * len(ref) * math.pi * reach ** 2 / max(float(np.prod(uhi - ulo)), 1e-12)
+    density_all = len(d) / (math.pi * reach ** 2) / mean_overlap  # to rank the histogram's boxes
+    density0 = density_all  # set below once the peak's estimate is known
 
     def chance(at: np.ndarray, radius: float) -> float:
         return density0 * float(overlap(at)[0]) * math.pi * radius ** 2
@@ -237,7 +265,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     py = np.repeat(np.repeat(cx[None, :, None, :], nbin, 0), 4, 2)
     pts = np.stack([px.ravel(), py.ravel()], -1)
     inside = np.hypot(pts[:, 0], pts[:, 1]) <= searchrad
-    ebin = (density0 * overlap(pts) * inside * width ** 2 / 16.0).reshape(nbin, nbin, 16).sum(axis=2)
+    ebin = (density_all * overlap(pts) * inside * width ** 2 / 16.0).reshape(nbin, nbin, 16).sum(axis=2)
     padded, epad = np.pad(hist, ((0, 1), (0, 1))), np.pad(ebin, ((0, 1), (0, 1)))
     box = padded[:-1, :-1] + padded[1:, :-1] + padded[:-1, 1:] + padded[1:, 1:]
     ebox = epad[:-1, :-1] + epad[1:, :-1] + epad[:-1, 1:] + epad[1:, 1:]
@@ -248,6 +276,12 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     s = np.unravel_index(np.argmax(sub), sub.shape)
     k = (k[0] + s[0], k[1] + s[1])
     est = np.array([(edges[k[0]] + edges[k[0] + 1]) / 2, (edges[k[1]] + edges[k[1] + 1]) / 2])
+    # The background without the peak's disc (the chance pairs expected in it taken out of the
+    # area too, so that a dense field's background is not underestimated).
+    in_peak = int(np.count_nonzero(np.einsum("ij,ij->i", d - est, d - est) < (2.0 * tolerance) ** 2))
+    rest = mean_overlap * math.pi * reach ** 2 - float(overlap(est)[0]) * math.pi * (2.0 * tolerance) ** 2
+    density0 = max((len(d) - in_peak) / rest if rest > 0 else density_all,
+                   uniform / (math.pi * reach ** 2) / mean_overlap)
     # Refine with the pairs near the estimate, shrinking the window; chance pairs are nearly
     # uniform over a window, so their share of the sum is removed (their mean is its centre).
     # The refinement moves the estimate by at most the sum of its radii (2 x tolerance) and
@@ -262,7 +296,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
         n_bg = chance(est, radius)
         n = int(near.sum())
         signal = n - n_bg
-        if signal < 3.0 * math.sqrt(n_bg + 1.0):
+        if signal <= 0 or tail(n, n_bg) > _REFINE_CHANCE:
             converged = False
             break
         step = (d[near] - est).sum(axis=0) / signal
@@ -270,21 +304,24 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
             converged = False
             break
         est = est + step
-    # Significance: the pairs within the tolerance of the estimate against the chance pairs
-    # expected there; in dense fields (tens of chance pairs per source within the tolerance)
-    # also within a quarter of it, where a peak a few tens of mas wide keeps nearly all its
-    # pairs and the chance ones drop 16-fold. A peak must stand 5 sigma above either.
+    # Significance: the pairs within the tolerance of the estimate (and within a half, a
+    # quarter and an eighth of it, where a peak a few tens of mas wide keeps nearly all its
+    # pairs and the chance ones drop 4- to 64-fold) against the chance pairs expected there,
+    # each radius' windows in the search disc counted as trials and the radii as trials too.
     dist = np.hypot(*(d - est).T)
     best = None
-    for radius in (tolerance, tolerance / 4):
+    for f in _JUDGED_WITHIN:
+        radius = f * tolerance
         n = int(np.count_nonzero(dist < radius))
         bg = chance(est, radius)
-        z = (n - bg) / math.sqrt(bg + 1.0)
-        if best is None or z > best[2]:
-            best = (n, bg, z)
-    peak, background, z = best
-    significant = converged and peak >= 3 and z >= 5.0
-    return Offset(float(g[0] + est[0]), float(g[1] + est[1]), peak, float(background), bool(significant), expected)
+        p = chance_probability(n, bg, trials_within(searchrad, radius))
+        if best is None or p < best[2]:
+            best = (n, bg, p)
+    peak, background, p = best
+    p = min(1.0, p * len(_JUDGED_WITHIN))
+    significant = converged and p <= max_chance
+    return Offset(float(g[0] + est[0]), float(g[1] + est[1]), peak, float(background), bool(significant), expected,
+                  float(p))
 
 
 def _pairs_within(a: np.ndarray, b: np.ndarray, r: float,

@@ -967,6 +967,53 @@ def reference_at_epoch(scene: SimScene, epoch: float | None = None) -> Table:
     return cat
 
 
+def make_sparse_scene(n_ref: int, spurious: float, shift: float, kind: str = "fits", *, seed: int = 0,
+                      rotation: float = 0.005, **kwargs) -> tuple[SimScene, Table]:
+    """One image whose reference has exactly ``n_ref`` stars on the chip (a high-latitude field
+    against Gaia): the image's detections are those stars plus others that are not in the
+    reference, a fraction ``spurious`` of all detections.
+
+    Parameters
+    ----------
+    n_ref : int
+        Reference stars on the chip (all detected).
+    spurious : float
+        Fraction of the detections that are not reference stars, in [0, 1).
+    shift : float
+        Pointing error (arcsec, random direction); ``rotation`` (deg, random sign) on top.
+    kind : {"fits", "gwcs"}
+    seed : int
+    **kwargs
+        Passed to :func:`make_scene`.
+
+    Returns
+    -------
+    (SimScene, astropy.table.Table)
+        The scene (its image catalog trimmed) and the reference (``RA``, ``DEC``, ``mag``, at
+        the observation epoch).
+    """
+    n_other = int(round(n_ref * spurious / (1.0 - spurious)))
+    scene = make_scene(1, max(4 * (n_ref + n_other), 200), kind, seed=seed, shift_range=(shift, shift),
+                       rot_range=(rotation, rotation), spurious_fraction=0.5, **kwargs)
+    im = scene.images[0]
+    rng = np.random.default_rng([seed, 7])
+    detected = np.isin(scene.ref_truth_index, im.truth_index[im.truth_index >= 0])
+    if np.count_nonzero(detected) < n_ref:
+        raise ValueError(f"only {np.count_nonzero(detected)} reference stars on the chip, {n_ref} asked")
+    pick = rng.choice(np.nonzero(detected)[0], n_ref, replace=False)
+    ref = reference_at_epoch(scene)[pick]["RA", "DEC", "mag"]
+    is_ref = np.isin(im.truth_index, scene.ref_truth_index[pick])
+    others = np.nonzero(~is_ref)[0]
+    if len(others) < n_other:
+        raise ValueError(f"only {len(others)} other detections, {n_other} asked")
+    keep = np.sort(np.concatenate([np.nonzero(is_ref)[0], rng.choice(others, n_other, replace=False)]))
+    im.catalog = im.catalog[keep]
+    im.truth_index = im.truth_index[keep]
+    if len(im.sigma_px) == len(is_ref):
+        im.sigma_px = im.sigma_px[keep]
+    return scene, ref
+
+
 # ============================================================================================
 # accuracy metrics
 # ============================================================================================

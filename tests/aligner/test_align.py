@@ -10,7 +10,8 @@ from astropy.table import Table
 
 import aligner
 from aligner import AlignmentError, AlignmentWarning, ParameterError
-from aligner_synth import absolute_error_mas, make_correctors, make_scene, relative_error_mas, wcs_error_mas
+from aligner_synth import (absolute_error_mas, make_correctors, make_scene, make_sparse_scene, relative_error_mas,
+                           wcs_error_mas)
 
 
 def _wcs_unchanged(c):
@@ -247,3 +248,76 @@ def test_a_common_frame_error_beyond_the_groups_search_is_found():
     aligner.absolute_align(corr, scene.refcat)
     assert all(c.meta["fit_result"].status == "SUCCESS" for c in corr)
     assert absolute_error_mas(corr, scene) < 0.5
+
+
+# --- sparse references --------------------------------------------------------------------------
+
+def _absolute(corr, ref, **kw):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", AlignmentWarning)
+        try:
+            aligner.absolute_align(corr, ref, provenance=False, **kw)
+        except AlignmentError:
+            pass
+    return corr[0].meta["fit_info"]["status"]
+
+
+@pytest.mark.parametrize("kind", ["fits", "gwcs"])
+@pytest.mark.parametrize("n_ref, spurious, shift", [(3, 0.9, 3.0), (3, 0.5, 0.5), (5, 0.9, 2.0), (8, 0.1, 1.0)])
+def test_a_few_reference_stars_are_enough(kind, n_ref, spurious, shift):
+    # 3-8 stars on the chip among up to 10x as many other detections, ~0.01 chance matches
+    # expected: a handful of coincident matches is overwhelming evidence (it used to take ~6).
+    for seed in range(3):
+        scene, ref = make_sparse_scene(n_ref, spurious, shift, kind, seed=seed)
+        corr = make_correctors(scene)
+        assert absolute_error_mas(corr, scene) > 400
+        status = _absolute(corr, ref, abs_minobj=min(5, n_ref))
+        assert status == "SUCCESS", status
+        assert corr[0].meta["fit_result"].nref == n_ref
+        assert absolute_error_mas(corr, scene) < 25  # a few mas from 3-8 stars at 2 mas noise
+
+
+@pytest.mark.parametrize("fitgeometry, minobj", [("shift", 1), ("rshift", 2), ("general", 3)])
+def test_minobj_is_honoured_down_to_what_the_geometry_needs(fitgeometry, minobj):
+    scene, ref = make_sparse_scene(3, 0.5, 1.0, "fits", seed=5)
+    corr = make_correctors(scene)
+    assert _absolute(corr, ref, abs_minobj=minobj, abs_fitgeometry=fitgeometry) == "SUCCESS"
+    assert absolute_error_mas(corr, scene) < 50
+    corr = make_correctors(scene)
+    status = _absolute(corr, ref, abs_minobj=4, abs_fitgeometry=fitgeometry)
+    assert "not enough reference sources (3 < abs_minobj 4)" in status
+
+
+@pytest.mark.parametrize("n_ref", [1, 2, 3, 5, 15, 200])
+@pytest.mark.parametrize("spurious", [0.1, 0.9])
+def test_an_unrelated_reference_never_gives_a_success(n_ref, spurious):
+    # Reference points with nothing to do with the image (uniform over the same region): every
+    # geometry must fail, whatever minobj allows.
+    rng = np.random.default_rng(n_ref)
+    for seed in range(3):
+        scene, _ = make_sparse_scene(10, spurious, 1.0, "fits", seed=seed)
+        ra, dec = np.asarray(scene.refcat["RA"]), np.asarray(scene.refcat["DEC"])
+        ref = Table({"RA": ra.min() + rng.uniform(size=n_ref) * np.ptp(ra),
+                     "DEC": dec.min() + rng.uniform(size=n_ref) * np.ptp(dec)})
+        for fitgeometry, minobj in (("shift", 1), ("rshift", 2), ("general", 3)):
+            corr = make_correctors(scene)
+            status = _absolute(corr, ref, abs_minobj=minobj, abs_fitgeometry=fitgeometry)
+            assert status.startswith("FAILED") and _wcs_unchanged(corr[0]), status
+
+
+def test_failure_messages_give_the_numbers_and_only_the_parameters_in_play():
+    scene, ref = make_sparse_scene(5, 0.9, 3.0, "fits", seed=1)
+    # Without the histogram the images are matched at their WCS, 3" off: nothing within 0.7".
+    status = _absolute(make_correctors(scene), ref, abs_minobj=5, abs_use2dhist=False)
+    assert status.startswith("FAILED: not enough matches to the reference (0 within abs_tolerance 0.7\"")
+    assert "abs_use2dhist=False" in status and "expected" not in status.split("(")[0]
+    assert "chance gives" in status and "or more are needed" in status
+    # With a search radius too small for the error, the histogram's search is what is named.
+    status = _absolute(make_correctors(scene), ref, abs_minobj=5, abs_searchrad=1.5, abs_separation=2.0,
+                       abs_tolerance=0.5)
+    assert status.startswith("FAILED") and "abs_searchrad 1.5\"" in status and "chance probability" in status
+    assert "abs_use2dhist" not in status
+    # max_chance decides: the same five matches pass at the default and fail at an absurd limit.
+    assert _absolute(make_correctors(scene), ref, abs_minobj=5) == "SUCCESS"
+    status = _absolute(make_correctors(scene), ref, abs_minobj=5, max_chance=1e-300)
+    assert status.startswith("FAILED") and "max_chance 1e-300" in status
