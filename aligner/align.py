@@ -777,9 +777,12 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     correctors : list of tweakwcs correctors
         As for :func:`relative_align`.
     abs_refcat : str, path or Table
-        'GAIADR1', 'GAIADR2', 'GAIADR3' (also 'GAIAREFCAT', 'GAIADR3_S3': DR3) from the local
-        store; a file any ``Table.read`` format reads with RA/DEC (deg) and optional weight; a
-        Table; None or '' for no absolute step (the correctors are returned unchanged).
+        A string is, in this order: 'GAIADR1', 'GAIADR2', 'GAIADR3' (also 'GAIAREFCAT',
+        'GAIADR3_S3': DR3) from the store; an existing file any ``Table.read`` format reads with
+        RA/DEC (deg) and optional weight; the name of any other catalog in the store (queried at
+        the epoch like the Gaia releases). Or a Table (e.g. from ``Store.cone``/``footprint``;
+        masked or NaN weights are derived from the position errors, else 1). None or '' for no
+        absolute step (the correctors are returned unchanged).
     ref_wcs, ref_wcsinfo
         Accepted for stcal compatibility; the query region comes from all correctors' footprints.
     epoch : float, str or astropy.time.Time, optional
@@ -793,8 +796,8 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     abs_nclip, abs_sigma, clip_accum
         As the relative parameters (arcsec).
     store : astrodb.Store or URL, optional
-        Where the Gaia releases are (default: ``astrodb.connect()``). A store given here also
-        records the run in its provenance tables (unless ``provenance`` is False).
+        Where the Gaia releases and store catalogs are (default: ``astrodb.connect()``). A store
+        given here also records the run in its provenance tables (unless ``provenance`` is False).
     observer : array-like (3,), optional
         Observer's barycentric position (AU) instead of the Earth's (e.g. a spacecraft at L2).
     centroid_error : float
@@ -822,7 +825,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                   abs_sigma)
         check_max_chance(max_chance)
         # Only a store reference is moved to the epoch; a file or table is used as it is.
-        jy = _epoch(epoch, correctors) if refcats.is_store_name(abs_refcat) else None
+        jy = _epoch(epoch, correctors) if refcats.from_store(abs_refcat) else None
         images = load_images(correctors)
         if rec is not None:
             rec.set_images(images)
@@ -836,7 +839,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         radius = float(np.max(separation_deg(plane.ra0, plane.dec0, corners[:, 0], corners[:, 1]))) \
             + abs_searchrad / 3600.0
         observer_pos = None
-        if refcats.is_store_name(abs_refcat):
+        if refcats.from_store(abs_refcat):
             if jy is None:
                 warnings.warn("absolute_align: no epoch given (epoch= or meta['epoch']): reference positions are "
                               "at the catalog's epoch, not the observation's", AlignmentWarning, stacklevel=2)
@@ -870,7 +873,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         if save_abs_catalog:
             out = Path(abs_catalog_output_dir or ".")
             out.mkdir(parents=True, exist_ok=True)
-            label = abs_refcat if isinstance(abs_refcat, str) and refcats.is_store_name(abs_refcat) else "user"
+            label = abs_refcat if isinstance(abs_refcat, str) and refcats.from_store(abs_refcat) else "user"
             ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
         rall = rxy[ridx]  # before thinning: for the offsets
         keep = thin(rxy[ridx], abs_separation)

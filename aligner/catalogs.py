@@ -68,9 +68,10 @@ def _weights(t: Table, what: str) -> np.ndarray:
     return w
 
 
-def reference_sources(catalog: Table, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def reference_sources(catalog: Table, what: str, weights: bool = True
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
     """(ra, dec, weight) of a reference catalog: ``RA``/``DEC`` in degrees (any case; a
-    ``sky_centroid`` SkyCoord column also works), optional ``weight``."""
+    ``sky_centroid`` SkyCoord column also works), optional ``weight`` (None if not ``weights``)."""
     if "sky_centroid" in catalog.colnames and _column(catalog, ("ra",)) is None:
         sc = catalog["sky_centroid"].icrs
         ra, dec = np.asarray(sc.ra.deg, float), np.asarray(sc.dec.deg, float)
@@ -87,7 +88,7 @@ def reference_sources(catalog: Table, what: str) -> tuple[np.ndarray, np.ndarray
     if bad.any():
         rows = np.nonzero(bad)[0][:5].tolist()
         raise CatalogError(f"{what}: RA/DEC missing or out of range in rows {rows} (0-based)")
-    return ra % 360.0, dec, _weights(catalog, what)
+    return ra % 360.0, dec, (_weights(catalog, what) if weights else None)
 
 
 def filter_catalog_by_bounding_box(catalog: Table, bounding_box) -> Table:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from astrodb.config import ENV_URL
 
 from .align import absolute_align, relative_align
 from .errors import AlignerError, AlignmentError, ParameterError
@@ -156,13 +157,14 @@ def _parser() -> argparse.ArgumentParser:
     for name, text in _REL_OPTIONS.items():
         _add_option(rel, name, _REL, text)
     ab = a.add_argument_group("absolute alignment (aligner.absolute_align)")
-    ab.add_argument("--abs-refcat", metavar="GAIADR3|PATH", default=None,
+    ab.add_argument("--abs-refcat", metavar="GAIADR3|PATH|CATALOG", default=None,
                     help="reference catalog: GAIADR1/GAIADR2/GAIADR3 (also GAIAREFCAT, GAIADR3_S3) from the "
-                    "astrodb store, or a file with RA/DEC (deg) any Table.read format reads; no "
-                    "absolute step without it")
+                    "astrodb store, else a file with RA/DEC (deg) any Table.read format reads, else the name "
+                    "of a catalog in the store; no absolute step without it")
     ab.add_argument("--store", metavar="URL", default=None,
-                    help="astrodb store URL for the Gaia names (default $ASTRODB_URL, else the local store); "
-                    "the runs are recorded in its provenance tables")
+                    help="astrodb store URL (default $ASTRODB_URL, else the local store for the store's "
+                    "catalogs); every run (both steps, any reference) is recorded in its provenance tables "
+                    "when --store or $ASTRODB_URL names one, or when the reference comes from the store")
     ab.add_argument("--no-provenance", dest="provenance", action="store_false",
                     help="do not record the runs in the store's provenance tables")
     for name, text in _ABS_OPTIONS.items():
@@ -332,7 +334,7 @@ def _groups(correctors) -> int:
 
 
 def _check_parameters(args, do_rel: bool, do_abs: bool):
-    """Validate every parameter before any work; returns the store to use (or args.store)."""
+    """Validate every parameter before any work; returns the store that records the runs and holds the reference (or None)."""
     from . import refcat as refcats
     from .align import _validate
     from .significance import check_max_chance
@@ -346,9 +348,6 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
                   args.abs_fitgeometry, args.abs_nclip, args.abs_sigma)
         if not (math.isfinite(args.centroid_error) and args.centroid_error > 0):
             raise ParameterError(f"centroid-error must be > 0 mas, got {args.centroid_error!r}")
-        if not refcats.is_store_name(args.abs_refcat) and not os.path.isfile(args.abs_refcat):
-            raise ParameterError(f"--abs-refcat {args.abs_refcat!r} is neither a known catalog name "
-                                 f"({', '.join(refcats.GAIA_NAMES)}) nor an existing file")
         if args.epoch is not None:
             from astrodb.epoch import to_julian_year
 
@@ -357,21 +356,45 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
             except Exception:
                 raise ParameterError(f"--epoch must be a Julian year (2024.5), 'J2024.5' or an ISO time, got "
                                      f"{args.epoch!r}") from None
-        if refcats.is_store_name(args.abs_refcat):
-            # Open the store and find the release now, not after the relative step.
+        if not refcats.from_store(args.abs_refcat) and not os.path.isfile(args.abs_refcat):
+            raise ParameterError(f"--abs-refcat {args.abs_refcat!r} is neither a known catalog name "
+                                 f"({', '.join(refcats.GAIA_NAMES)}) nor an existing file")
+        if refcats.from_store(args.abs_refcat):
+            # Open the store and find the catalog now, not after the relative step.
             import astrodb
 
-            store = astrodb.connect(args.store)
-            name = args.abs_refcat.strip().upper()
-            catalog = refcats.GAIA_NAMES[name]
+            store = _open_store(args)
+            name = args.abs_refcat.strip()
+            catalog = refcats.GAIA_NAMES.get(name.upper(), name)
             try:
                 store.catalog(catalog)
             except astrodb.CatalogNotFoundError:
                 have = ", ".join(c.name for c in store.catalogs()) or "none"
-                raise ParameterError(f"--abs-refcat {name} needs the catalog {catalog!r} in the store {store.url} "
-                                     f"(load it with `astrodb ingest gaia`); catalogs there: {have}") from None
+                if refcats.is_store_name(name):
+                    raise ParameterError(f"--abs-refcat {name.upper()} needs the catalog {catalog!r} in the store "
+                                         f"{store.url} (load it with `astrodb ingest gaia`); catalogs there: "
+                                         f"{have}") from None
+                raise ParameterError(f"--abs-refcat {name!r} is not a Gaia release name "
+                                     f"({', '.join(refcats.GAIA_NAMES)}), not an existing file, and not a catalog "
+                                     f"in the store {store.url} (catalogs there: {have})") from None
             return store
-    return args.store
+    if args.provenance and (args.store or os.environ.get(ENV_URL)):
+        # A named store records every run, also with a file reference or no absolute step.
+        return _open_store(args)
+    return None
+
+
+def _open_store(args):
+    """The store of --store, else $ASTRODB_URL, else the local one (initialized if new)."""
+    import astrodb
+
+    store = astrodb.connect(args.store)
+    if not args.store and not os.environ.get(ENV_URL):
+        try:
+            store.catalogs()
+        except astrodb.ConfigError:
+            store.init()
+    return store
 
 
 def _run_step(images: list[_Image], step: str, func, correctors, kwargs) -> None:
@@ -446,8 +469,8 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
     if do_rel:
         progress(f"relative alignment of {len(images)} image(s) in {ngroups} group(s)")
         kw = {k: getattr(args, k) for k in _REL_OPTIONS}
-        if args.store is not None or store is not None:  # a store records the run's provenance
-            kw.update(store=store if store is not None else args.store, provenance=args.provenance)
+        if store is not None:  # a store records the run's provenance
+            kw.update(store=store, provenance=args.provenance)
         _run_step(images, "relative", relative_align, correctors, kw)
     if args.abs_refcat:
         kw = {k: getattr(args, k) for k in _ABS_OPTIONS if k != "epoch"}
@@ -455,7 +478,7 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
                   abs_catalog_output_dir=str(outdir), provenance=args.provenance)
         if args.epoch is not None:
             runs = [(args.epoch, images)]
-        elif refcats.is_store_name(args.abs_refcat):
+        elif refcats.from_store(args.abs_refcat):
             runs = _epoch_runs(images)
         else:  # a file's positions are used as they are: one run (epoch only recorded)
             jys = [j for j in (_jyear(im.corrector.meta.get("epoch")) for im in images) if j is not None]

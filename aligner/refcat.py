@@ -48,18 +48,34 @@ class Reference:
 
 
 def is_store_name(abs_refcat) -> bool:
+    """True for the Gaia release names (GAIADR1/2/3, GAIAREFCAT, GAIADR3_S3)."""
     return isinstance(abs_refcat, str) and abs_refcat.strip().upper() in GAIA_NAMES
+
+
+def from_store(abs_refcat) -> bool:
+    """True if ``abs_refcat`` names a store catalog: a Gaia release name, or a string that is
+    not an existing file and not a path (no '/'): a catalog of that name in the store."""
+    if not isinstance(abs_refcat, str) or not abs_refcat.strip():
+        return False
+    return is_store_name(abs_refcat) or not (os.path.exists(abs_refcat) or "/" in abs_refcat
+                                             or os.sep in abs_refcat)
 
 
 def resolve(abs_refcat, *, center: tuple[float, float], radius: float, epoch: float | None,
             observer: np.ndarray | None, store=None,
             centroid_error_mas: float = DEFAULT_CENTROID_ERROR_MAS) -> Reference:
-    """Resolve ``abs_refcat`` to positions at ``epoch`` over the cone (``center``, ``radius`` deg)."""
+    """Resolve ``abs_refcat`` to positions at ``epoch`` over the cone (``center``, ``radius`` deg).
+
+    A string is, in this order: a Gaia release name, an existing file, a catalog of the store.
+    """
     if is_store_name(abs_refcat):
-        return _from_store(abs_refcat.strip().upper(), center, radius, epoch, observer, store, centroid_error_mas)
+        return _from_store(GAIA_NAMES[abs_refcat.strip().upper()], abs_refcat.strip().upper(), center, radius,
+                           epoch, observer, store, centroid_error_mas)
+    if from_store(abs_refcat):
+        return _from_store(abs_refcat.strip(), None, center, radius, epoch, observer, store, centroid_error_mas)
     if isinstance(abs_refcat, Table):
         table, source = abs_refcat, "table"
-    elif isinstance(abs_refcat, (str, os.PathLike)):
+    elif isinstance(abs_refcat, os.PathLike) or isinstance(abs_refcat, str):
         if not os.path.exists(os.fspath(abs_refcat)):
             raise ParameterError(f"abs_refcat {os.fspath(abs_refcat)!r} is neither a known catalog name "
                                  f"({', '.join(GAIA_NAMES)}) nor an existing file")
@@ -67,42 +83,92 @@ def resolve(abs_refcat, *, center: tuple[float, float], radius: float, epoch: fl
     else:
         raise ParameterError(f"abs_refcat must be a catalog name, a file path or a Table, got "
                              f"{type(abs_refcat).__name__}")
-    ra, dec, w = reference_sources(table, f"reference catalog {source}")
+    what = f"reference catalog {source}"
+    ra, dec, w = reference_sources(table, what, weights=False)
+    w = _table_weights(table, what, centroid_error_mas)
     return Reference(table, ra, dec, w, source, {"kind": source if source == "table" else "file"})
 
 
-def _from_store(name: str, center, radius, epoch, observer, store, centroid_error_mas) -> Reference:
+def error_weights(e_ra: np.ndarray, e_dec: np.ndarray, centroid_error_mas: float) -> np.ndarray:
+    """Relative weights of reference stars from their position errors (mas): 1 for stars known
+    much better than the image centroids (``centroid_error_mas``), (c/sigma)^2 for those known
+    worse (e.g. 2-parameter sources years from the catalog epoch); 1 where unknown."""
+    sig2 = np.nan_to_num((np.asarray(e_ra, float) ** 2 + np.asarray(e_dec, float) ** 2) / 2.0, nan=0.0)
+    return 1.0 / (1.0 + sig2 / centroid_error_mas ** 2)
+
+
+def _table_weights(table: Table, what: str, centroid_error_mas: float) -> np.ndarray:
+    """A file's or Table's weights: its ``weight`` column where given; where it is masked or
+    NaN (a store query's rows of catalogs without weights), from the position errors at the
+    epoch (``ra_epoch_error``/``dec_epoch_error``, else ``ra_error``/``dec_error``, mas), else 1."""
+    n = len(table)
+    if "weight" in table.colnames:
+        col = table["weight"]
+        given = np.ma.filled(np.ma.asarray(col, dtype=float), np.nan).astype(float)
+        missing = np.isnan(given)
+        bad = ~missing & ~(np.isfinite(given) & (given > 0))
+        if bad.any():
+            rows = np.nonzero(bad)[0][:5].tolist()
+            raise CatalogError(f"{what}: column 'weight' must be > 0 and finite, or masked/NaN for weights from "
+                               f"the position errors (rows {rows}, 0-based)")
+    else:
+        given, missing = np.ones(n), np.zeros(n, bool)
+    if missing.any():
+        cols = next(((a, b) for a, b in (("ra_epoch_error", "dec_epoch_error"), ("ra_error", "dec_error"))
+                     if a in table.colnames and b in table.colnames), None)
+        if cols is None:
+            derived = np.ones(n)
+        else:
+            e = [np.ma.filled(np.ma.asarray(table[c], dtype=float), np.nan).astype(float) for c in cols]
+            for k, c in enumerate(cols):
+                unit = getattr(table[c], "unit", None)
+                if unit is not None and str(unit) not in ("mas", ""):
+                    e[k] = (e[k] * unit).to_value("mas")
+            derived = error_weights(e[0], e[1], centroid_error_mas)
+        given = np.where(missing, derived, given)
+    return given
+
+
+def _from_store(catalog: str, name: str | None, center, radius, epoch, observer, store,
+                centroid_error_mas) -> Reference:
+    """The store's ``catalog`` over the cone at ``epoch`` (``name``: the Gaia name it was asked
+    by, or None for a catalog named directly)."""
     import astrodb
 
     if not (np.isfinite(centroid_error_mas) and centroid_error_mas > 0):
         raise ParameterError(f"centroid_error must be > 0 mas, got {centroid_error_mas!r}")
     if store is None or isinstance(store, str):
         store = astrodb.connect(store)
-    catalog = GAIA_NAMES[name]
     try:
         info = store.catalog(catalog)
     except astrodb.CatalogNotFoundError:
         have = ", ".join(c.name for c in store.catalogs()) or "none"
-        raise CatalogError(f"abs_refcat {name} needs the catalog {catalog!r} in the store {store.url} "
-                           f"(load it with `astrodb ingest gaia --release {catalog[5:]} FILES`); "
-                           f"catalogs there: {have}") from None
+        if name is not None:
+            raise CatalogError(f"abs_refcat {name} needs the catalog {catalog!r} in the store {store.url} "
+                               f"(load it with `astrodb ingest gaia --release {catalog[5:]} FILES`); "
+                               f"catalogs there: {have}") from None
+        raise CatalogError(f"abs_refcat {catalog!r} is not a Gaia release name ({', '.join(GAIA_NAMES)}), "
+                           f"not an existing file, and not a catalog in the store {store.url} (catalogs "
+                           f"there: {have})") from None
     t = store.cone(center[0], center[1], radius, catalog=catalog, epoch=epoch, observer=observer)
     ra, dec = np.asarray(t["ra"], float), np.asarray(t["dec"], float)
     if epoch is not None:
         e_ra, e_dec = (np.ma.filled(t[c], np.nan).astype(float) for c in ("ra_epoch_error", "dec_epoch_error"))
     else:
         e_ra, e_dec = (np.ma.filled(t[c], np.nan).astype(float) for c in ("ra_error", "dec_error"))
-    sig2 = np.nan_to_num((e_ra ** 2 + e_dec ** 2) / 2.0, nan=0.0)
-    # Relative weight: 1 for stars known much better than the image centroids, (c/sigma)^2 for
-    # stars known worse (2-parameter sources years away from the catalog epoch).
-    w = 1.0 / (1.0 + sig2 / centroid_error_mas ** 2)
+    w = error_weights(e_ra, e_dec, centroid_error_mas)
+    if name is None and "weight" in t.colnames:
+        # A user catalog's own weights where it has them.
+        given = np.ma.filled(np.ma.asarray(t["weight"], dtype=float), np.nan).astype(float)
+        w = np.where(np.isfinite(given) & (given > 0), given, w)
+    sig = np.sqrt(np.nan_to_num((e_ra ** 2 + e_dec ** 2) / 2.0, nan=0.0))
     table = Table({"RA": ra, "DEC": dec, "weight": w, "source_id": t["source_id"],
-                   "ra_error_at_epoch": np.sqrt(sig2), "mag": t["mag"], "propagated": t["propagated"]
+                   "ra_error_at_epoch": sig, "mag": t["mag"], "propagated": t["propagated"]
                    if "propagated" in t.colnames else np.zeros(len(t), bool)},
                   meta={"catalog": catalog, "epoch": epoch, "store": str(store.url)})
     table["RA"].unit = table["DEC"].unit = "deg"
     table["ra_error_at_epoch"].unit = "mas"
-    query = {"kind": "store", "store": str(store.url), "catalog": catalog, "name": name,
+    query = {"kind": "store", "store": str(store.url), "catalog": catalog, "name": name or catalog,
              "ra": float(center[0]), "dec": float(center[1]), "radius_deg": float(radius), "epoch": epoch,
              "observer_au": None if observer is None else [float(v) for v in observer],
              "rows": len(t), "catalog_rows": info.row_count, "centroid_error_mas": centroid_error_mas}

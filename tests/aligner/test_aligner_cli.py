@@ -321,3 +321,26 @@ def test_console_script_help():
         pytest.skip("console script not installed (pip install -e .)")
     p = subprocess.run([str(exe), "--help"], capture_output=True, text=True, timeout=60)
     assert p.returncode == 0 and "align" in p.stdout and p.stderr == ""
+
+
+def test_runs_are_recorded_in_the_store_of_astrodb_url_also_with_a_file_reference(work, tmp_path, monkeypatch):
+    import astrodb
+    from astrodb.provenance.audit import list_runs
+
+    url = f"sqlite:///{tmp_path / 'env.sqlite'}"
+    astrodb.connect(url).init()
+    monkeypatch.setenv("ASTRODB_URL", url)
+    rc, out, err = run(["align", work / "manifest.json", "--abs-refcat", work / "ref.ecsv", "-o", tmp_path / "o"])
+    assert rc == 0, err
+    runs = list_runs(astrodb.connect(url))
+    assert sorted(runs["step"]) == ["absolute", "relative"], runs
+    # --no-provenance records nothing; --store wins over the environment.
+    other = f"sqlite:///{tmp_path / 'other.sqlite'}"
+    astrodb.connect(other).init()
+    rc, _, err = run(["align", work / "manifest.json", "--abs-refcat", work / "ref.ecsv", "--no-provenance",
+                      "-o", tmp_path / "o2"])
+    assert rc == 0, err
+    rc, _, err = run(["align", work / "manifest.json", "--abs-refcat", work / "ref.ecsv", "--store", other,
+                      "--no-relative", "-o", tmp_path / "o3"])
+    assert rc == 0, err
+    assert len(list_runs(astrodb.connect(url))) == 2 and list(list_runs(astrodb.connect(other))["step"]) == ["absolute"]

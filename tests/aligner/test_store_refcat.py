@@ -78,3 +78,44 @@ def test_missing_release_is_a_clear_error(db_factory, scene):
         aligner.absolute_align(corr, "GAIADR2", epoch=OBS, store=store)
     assert all("fit_info" not in c.meta for c in corr)
     store.close()
+
+
+def test_any_store_catalog_is_a_reference_by_name(db_factory, scene):
+    store = _store_with_dr3(db_factory, scene, name="mycat")
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, "mycat", epoch=OBS, store=store, observer=np.zeros(3))
+    assert absolute_error_mas(corr, scene) < 0.5
+    r = corr[0].meta["fit_result"]
+    assert r.reference["source"] == "store:mycat" and r.reference["query"]["epoch"] == OBS
+    # A name that is no Gaia release, no file and no catalog: all three said, with what there is.
+    corr = make_correctors(scene)
+    with pytest.raises(CatalogError, match="not a Gaia release name.*not an existing file.*not a catalog in the "
+                       "store.*catalogs there: mycat"):
+        aligner.absolute_align(corr, "nosuch", epoch=OBS, store=store)
+    store.close()
+
+
+def test_a_table_from_the_store_is_a_reference(db_factory, scene):
+    from aligner import refcat
+
+    store = _store_with_dr3(db_factory, scene, name="mycat")
+    ra, dec = float(np.mean(scene.refcat["ra"])), float(np.mean(scene.refcat["dec"]))
+    t = store.cone(ra, dec, 0.2, catalog="mycat", epoch=OBS)
+    assert "weight" in t.colnames and np.all(np.ma.getmaskarray(t["weight"]) | np.isnan(np.ma.filled(t["weight"],
+                                                                                                   np.nan)))
+    ref = refcat.resolve(t, center=(ra, dec), radius=0.2, epoch=None, observer=None)
+    # No weights given: from the position errors at the epoch, as for the store's own queries.
+    e = [np.ma.filled(t[c], np.nan).astype(float) for c in ("ra_epoch_error", "dec_epoch_error")]
+    assert np.allclose(ref.weight, refcat.error_weights(e[0], e[1], refcat.DEFAULT_CENTROID_ERROR_MAS))
+    assert ref.weight.min() < 0.01 < ref.weight.max() <= 1.0  # 2-parameter stars 8.5 yr out weigh little
+    corr = make_correctors(scene)
+    aligner.absolute_align(corr, t)
+    assert absolute_error_mas(corr, scene) < 5.0  # the store's Earth-less epoch positions (barycentric truth)
+    # Weights given are used; a bad one is refused with its row.
+    t2 = t.copy()
+    t2["weight"] = np.full(len(t2), 2.0)
+    assert np.all(refcat.resolve(t2, center=(ra, dec), radius=0.2, epoch=None, observer=None).weight == 2.0)
+    t2["weight"][3] = -1.0
+    with pytest.raises(CatalogError, match=r"weight.*rows \[3\]"):
+        refcat.resolve(t2, center=(ra, dec), radius=0.2, epoch=None, observer=None)
+    store.close()
