@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from . import refcat as refcats
+from . import selection
 from .errors import AlignmentError, AlignmentWarning, ParameterError
 from .fit import (MIN_POINTS, NPARAMS, REFERENCE, GroupTransform, Links, decompose, joint_fit,
                   links_per_group)
@@ -579,7 +580,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                    enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
                    fitgeometry: str = "rshift", nclip: int = 3, sigma: float = 3.0,
                    clip_accum: bool = False, *, store=None, provenance: bool = True,
-                   max_chance: float = DEFAULT_MAX_CHANCE) -> list:
+                   max_chance: float = DEFAULT_MAX_CHANCE, brightest: int | None = None,
+                   flux_column: str = "flux") -> list:
     """Align images to each other (stcal.tweakreg.relative_align, same parameters and defaults).
 
     Parameters
@@ -623,6 +625,11 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
         source lists (Poisson tail of the chance matches expected, the offsets searched counted
         as trials; :mod:`aligner.significance`). Sparse fields: 3 matches where chance gives
         0.003 pass; crowded ones need a clear excess over their many chance pairs.
+    brightest : int, optional
+        Use only the ``brightest`` sources of each image (on the detector), by ``flux_column``
+        (sources without a finite flux count as faintest); None: every source.
+    flux_column : str
+        The image catalogs' flux column for ``brightest`` (any case).
 
     Returns
     -------
@@ -643,7 +650,8 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
     try:
         _validate("", searchrad, separation, tolerance, minobj, fitgeometry, nclip, sigma, xoffset, yoffset)
         check_max_chance(max_chance)
-        images = load_images(correctors)
+        selection.check(brightest, flux_column)
+        images = load_images(correctors, brightest, flux_column)
         if rec is not None:
             rec.set_images(images)
         plane = plane_for(images)
@@ -769,7 +777,9 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                    abs_nclip: int = 3, abs_sigma: float = 3.0, clip_accum: bool = False, store=None, *,
                    observer=None, centroid_error: float = refcats.DEFAULT_CENTROID_ERROR_MAS,
                    timeout: float | None = None, provenance: bool = True,
-                   max_chance: float = DEFAULT_MAX_CHANCE) -> list:
+                   max_chance: float = DEFAULT_MAX_CHANCE, brightest: int | None = None,
+                   flux_column: str = "flux", abs_mag_min: float | None = None, abs_mag_max: float | None = None,
+                   abs_brightest: int | None = None, abs_mag_column: str = "mag") -> list:
     """Align images to an absolute reference catalog (stcal.tweakreg.absolute_align's parameters).
 
     Parameters
@@ -809,6 +819,17 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         As for :func:`relative_align`: the largest accepted probability that a group's matches
         to the reference arise by chance. ``abs_minobj`` is honoured down to what
         ``abs_fitgeometry`` needs (shift 1, rshift 2, general 3 stars).
+    brightest, flux_column
+        As for :func:`relative_align`: the brightest image sources only.
+    abs_mag_min, abs_mag_max : float, optional
+        Use only reference stars with ``abs_mag_min <= mag <= abs_mag_max`` (either limit may
+        be None; stars without a magnitude are left out by a limit): e.g. no stars saturated on
+        the images, or none too faint to be detected.
+    abs_brightest : int, optional
+        Then use only the ``abs_brightest`` brightest reference stars over the images.
+    abs_mag_column : str
+        The reference's magnitude column for these (any case; the store's Gaia releases:
+        ``mag``, the G magnitude).
 
     Returns
     -------
@@ -824,9 +845,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         _validate("abs_", abs_searchrad, abs_separation, abs_tolerance, abs_minobj, abs_fitgeometry, abs_nclip,
                   abs_sigma)
         check_max_chance(max_chance)
+        selection.check(brightest, flux_column, abs_brightest, abs_mag_min, abs_mag_max, abs_mag_column)
         # Only a store reference is moved to the epoch; a file or table is used as it is.
         jy = _epoch(epoch, correctors) if refcats.from_store(abs_refcat) else None
-        images = load_images(correctors)
+        images = load_images(correctors, brightest, flux_column)
         if rec is not None:
             rec.set_images(images)
         plane = plane_for(images)
@@ -863,13 +885,17 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         if rec is not None:
             rec.reference = ref
         rxy = np.stack(plane.to_plane(ref.ra, ref.dec), -1) if len(ref.ra) else np.empty((0, 2))
-        groups = _unthinned_where_sparse(groups, images, rxy, abs_separation)
-        live = [g for g in groups if len(g.xy)]
         near = np.zeros(len(rxy), bool)
-        for g in live:
-            near |= in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
+        for g in groups:
+            if len(g.xy_all):
+                near |= in_box(rxy, g.lo, g.hi, abs_searchrad + abs_tolerance)
         near &= np.all(np.isfinite(rxy), axis=1)
-        ridx = np.nonzero(near)[0]
+        ridx = selection.reference_stars(ref.table, np.nonzero(near)[0], mag_min=abs_mag_min, mag_max=abs_mag_max,
+                                         brightest=abs_brightest, mag_column=abs_mag_column,
+                                         what=f"reference catalog {ref.source}")
+        n_near, n_selected = int(np.count_nonzero(near)), len(ridx)
+        groups = _unthinned_where_sparse(groups, images, rxy[ridx], abs_separation)
+        live = [g for g in groups if len(g.xy)]
         if save_abs_catalog:
             out = Path(abs_catalog_output_dir or ".")
             out.mkdir(parents=True, exist_ok=True)
@@ -883,9 +909,11 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
         status: dict[int, str] = {g.index: "FAILED: empty source catalog" for g in groups if len(g.xy) == 0}
         if len(ridx) < abs_minobj:
             for g in live:
+                chosen = (f", {n_selected} of them selected by abs_mag_min/abs_mag_max/abs_brightest"
+                          if n_selected < n_near else "")
                 status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
-                                   f"in {ref.source} over the images (of {int(np.count_nonzero(near))} there, those "
-                                   f"closer than abs_separation {abs_separation:g}\" to another are not used)")
+                                   f"in {ref.source} over the images ({n_near} there{chosen}; those closer than "
+                                   f"abs_separation {abs_separation:g}\" to another are not used)")
         limit = 2.0 * (abs_searchrad + abs_tolerance)
         transforms = {g.index: GroupTransform() for g in groups}
         offsets: dict[int, np.ndarray] = {}

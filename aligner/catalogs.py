@@ -23,6 +23,13 @@ def read_table(value, what: str) -> Table:
     raise CatalogError(f"{what} must be an astropy Table or a file path, got {type(value).__name__}")
 
 
+def find_column(t: Table, name: str) -> str | None:
+    """The column of ``t`` called ``name``, in that case or else in any case (None if absent)."""
+    if name in t.colnames:
+        return name
+    return next((c for c in t.colnames if c.lower() == name.lower()), None)
+
+
 def _column(t: Table, names: tuple[str, ...]):
     """The first of ``names`` in ``t``: upper-case (stcal's RA/DEC) first, then any case."""
     for n in names:

@@ -59,6 +59,8 @@ _REL_OPTIONS = {
     "sigma": "clipping limit in units of the rmse",
     "clip_accum": "clipped matches stay clipped in later rounds (both steps)",
     "max_chance": "largest accepted probability that a group's matches arise by chance (both steps)",
+    "brightest": "use only this many of the brightest sources of each image (both steps; default: all)",
+    "flux_column": "the image catalogs' flux column for --brightest",
 }
 _ABS_OPTIONS = {
     "abs_searchrad": "search radius (arcsec) of the offset search against the reference",
@@ -74,7 +76,13 @@ _ABS_OPTIONS = {
     "epoch": "observation time for the reference positions (Julian year 2024.5, J2024.5 or ISO time); "
              "default: the images' times (manifest epoch/time, else the WCS files' DATE-OBS...)",
     "centroid_error": "typical image centroid error (mas) against which store reference errors are weighed",
+    "abs_mag_min": "use only reference stars at least this faint (magnitude; default: no limit)",
+    "abs_mag_max": "use only reference stars at least this bright (magnitude; default: no limit)",
+    "abs_brightest": "then use only this many of the brightest reference stars over the images (default: all)",
+    "abs_mag_column": "the reference's magnitude column for these",
 }
+#: Types of the options whose default is None.
+_TYPES = {"brightest": int, "abs_brightest": int, "abs_mag_min": float, "abs_mag_max": float}
 _MANIFEST_KEYS = ("wcs", "catalog", "group_id", "epoch", "time", "name", "wcsinfo",
                   "v2_ref", "v3_ref", "roll_ref")
 
@@ -123,7 +131,10 @@ def _flag(name: str) -> str:
 
 def _add_option(group, name: str, params, help_text: str) -> None:
     default = params[name].default
-    if isinstance(default, bool):
+    if default is None and name in _TYPES:
+        group.add_argument(_flag(name), dest=name, type=_TYPES[name], default=None,
+                           metavar="N" if _TYPES[name] is int else "MAG", help=help_text)
+    elif isinstance(default, bool):
         group.add_argument(_flag(name), dest=name, action=argparse.BooleanOptionalAction, default=default,
                            help=help_text)
     elif name.endswith("fitgeometry"):
@@ -337,9 +348,12 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
     """Validate every parameter before any work; returns the store that records the runs and holds the reference (or None)."""
     from . import refcat as refcats
     from .align import _validate
+    from . import selection
     from .significance import check_max_chance
 
     check_max_chance(args.max_chance)
+    selection.check(args.brightest, args.flux_column, args.abs_brightest, args.abs_mag_min, args.abs_mag_max,
+                    args.abs_mag_column)
     if do_rel:
         _validate("", args.searchrad, args.separation, args.tolerance, args.minobj, args.fitgeometry, args.nclip,
                   args.sigma, args.xoffset, args.yoffset)
@@ -474,7 +488,8 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
         _run_step(images, "relative", relative_align, correctors, kw)
     if args.abs_refcat:
         kw = {k: getattr(args, k) for k in _ABS_OPTIONS if k != "epoch"}
-        kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, max_chance=args.max_chance, store=store,
+        kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, max_chance=args.max_chance,
+                  brightest=args.brightest, flux_column=args.flux_column, store=store,
                   abs_catalog_output_dir=str(outdir), provenance=args.provenance)
         if args.epoch is not None:
             runs = [(args.epoch, images)]

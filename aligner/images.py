@@ -14,6 +14,7 @@ from .catalogs import image_sources, read_table
 from .errors import CatalogError
 from .match import bounds, kdtree, thin
 from .plane import TangentPlane
+from .selection import brightest_sources
 from .threads import thread_map
 
 
@@ -95,8 +96,9 @@ def _corners(corrector, catalog_xy) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ra, float), np.asarray(dec, float)
 
 
-def load_images(correctors) -> list[Image]:
-    """Read every corrector's catalog and compute its sources' world positions."""
+def load_images(correctors, brightest: int | None = None, flux_column: str = "flux") -> list[Image]:
+    """Read every corrector's catalog and compute its sources' world positions (of the
+    ``brightest`` sources by ``flux_column`` on the image, with ``brightest`` given)."""
     images = []
     for i, c in enumerate(correctors):
         meta = getattr(c, "meta", None)
@@ -110,7 +112,9 @@ def load_images(correctors) -> list[Image]:
         if bb is not None:  # as filter_catalog_by_bounding_box, keeping the catalog's row numbers
             (x0, x1), (y0, y1) = bb
             ok &= (x > x0) & (x < x1) & (y > y0) & (y < y1)
-        rows = np.nonzero(ok)[0]
+        rows = brightest_sources(cat, np.nonzero(ok)[0], brightest, flux_column, f"catalog of {name}")
+        ok = np.zeros(len(ok), bool)
+        ok[rows] = True
         ra, dec = c.det_to_world(x[ok], y[ok]) if ok.any() else (np.empty(0), np.empty(0))
         ra, dec = np.asarray(ra, float), np.asarray(dec, float)
         good = np.isfinite(ra) & np.isfinite(dec)
