@@ -323,6 +323,8 @@ def read_wcs(source, *, wcsinfo=None):
             return w, None, kind, epoch or _fits_wcs_epoch(w)
         if not _is_gwcs(w):
             raise ParameterError(f"wcs file {path!r}: {where} is a {type(w).__name__}, not a gwcs or an astropy WCS")
+        if wcsinfo is None and (info is None or any(k not in info for k in _WCSINFO_KEYS)):
+            info = wcsinfo_from_gwcs(w) or info
         if wcsinfo is None:
             if info is None or any(k not in info for k in _WCSINFO_KEYS):
                 have = f" (found {', '.join(sorted(info))})" if info else ""
@@ -334,12 +336,35 @@ def read_wcs(source, *, wcsinfo=None):
     if isinstance(source, WCS):
         return source, None, "fits", None
     if _is_gwcs(source):
+        wcsinfo = wcsinfo if wcsinfo is not None else wcsinfo_from_gwcs(source)
         if wcsinfo is None:
             raise ParameterError("a gwcs needs wcsinfo with v2_ref, v3_ref, roll_ref (the reference angles, "
                                  "e.g. a JWST datamodel's meta.wcsinfo)")
         return source, _wcsinfo_dict(wcsinfo, "gwcs"), "asdf", None
     raise ParameterError(f"wcs must be an astropy WCS, a gwcs, or a FITS/header/ASDF file path, got "
                          f"{type(source).__name__}")
+
+
+def wcsinfo_from_gwcs(w) -> dict | None:
+    """``v2_ref``, ``v3_ref`` (arcsec) and ``roll_ref`` (deg) read off a JWST/Roman-style gwcs'
+    v2v3 -> world transform, or None if it has none such.
+
+    That transform ends in a 3D rotation about the axes z, y, x, y, z by (v2_ref, -v3_ref,
+    roll_ref, dec_ref, -ra_ref) degrees (the V2V3 to sky rotation of the JWST pipeline's
+    pointing model), so a gwcs saved without its datamodel's wcsinfo still has it."""
+    from astropy.modeling.rotations import RotationSequence3D
+
+    try:
+        transform = w.get_transform("v2v3", w.output_frame)
+    except Exception:  # no v2v3 frame, or a pipeline gwcs cannot walk
+        return None
+    n = getattr(transform, "n_submodels", 1)
+    parts = [transform[i] for i in range(n)] if n > 1 else [transform]
+    for m in parts:
+        if isinstance(m, RotationSequence3D) and m.axes_order == "zyxyz" and len(m.angles.value) == 5:
+            a = np.asarray(m.angles.value, float)
+            return {"v2_ref": float(a[0] * 3600.0), "v3_ref": float(-a[1] * 3600.0), "roll_ref": float(a[2])}
+    return None
 
 
 def _is_gwcs(obj) -> bool:
@@ -378,6 +403,8 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
         (FITS) or ``meta.exposure.mid_time`` (ASDF datamodels), else None.
     wcsinfo : dict, optional
         ``v2_ref``, ``v3_ref`` (arcsec) and ``roll_ref`` (deg) of a gwcs; overrides the file's.
+        Default: the file's, else read off the gwcs' v2v3 -> world rotation
+        (:func:`wcsinfo_from_gwcs`).
 
     Returns
     -------
@@ -389,7 +416,8 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
     ------
     ParameterError
         The WCS (file) cannot be used: unreadable, no celestial WCS, no image size, a gwcs
-        without wcsinfo or without a 'v2v3' frame, a bad epoch.
+        without wcsinfo that its transform does not give either, or without a 'v2v3' frame, a
+        bad epoch.
     CatalogError
         The catalog cannot be read or lacks the x/y columns.
     """

@@ -154,12 +154,30 @@ def test_catalog_file_and_xcentroid_columns(fits_scene, tmp_path):
 # --- errors -----------------------------------------------------------------------------------
 
 def test_gwcs_without_wcsinfo(gwcs_scene, tmp_path):
+    import gwcs
+    from astropy.modeling.models import Shift
+
+    from aligner.correctors import wcsinfo_from_gwcs
+
     im = gwcs_scene.images[0]
-    with pytest.raises(ParameterError, match="needs wcsinfo with v2_ref, v3_ref, roll_ref"):
-        make_corrector(im.wcs, im.catalog)
+    # A JWST-style gwcs carries its reference angles in its v2v3 -> world rotation.
+    assert wcsinfo_from_gwcs(im.wcs) == pytest.approx({k: im.wcsinfo[k] for k in ("v2_ref", "v3_ref", "roll_ref")})
+    corr = make_corrector(im.wcs, im.catalog)
+    assert corr.meta["catalog"] is not None
     path = tmp_path / "nowcsinfo.asdf"
     asdf.AsdfFile({"wcs": im.wcs}).write_to(path)
-    with pytest.raises(ParameterError, match=r"nowcsinfo\.asdf.*needs wcsinfo with v2_ref, v3_ref, roll_ref"):
+    assert read_wcs(path)[1] == pytest.approx(wcsinfo_from_gwcs(im.wcs))
+    # One whose v2v3 -> world transform has no such rotation needs wcsinfo given.
+    w = im.wcs
+    frames = {f: getattr(w, f) for f in w.available_frames}
+    odd = gwcs.WCS([(w.input_frame, w.get_transform(w.input_frame, "v2v3")),
+                    (frames["v2v3"], Shift(0.0) & Shift(0.0)), (w.output_frame, None)])
+    assert wcsinfo_from_gwcs(odd) is None
+    with pytest.raises(ParameterError, match="needs wcsinfo with v2_ref, v3_ref, roll_ref"):
+        make_corrector(odd, im.catalog)
+    path = tmp_path / "odd.asdf"
+    asdf.AsdfFile({"wcs": odd}).write_to(path)
+    with pytest.raises(ParameterError, match=r"odd\.asdf.*needs wcsinfo with v2_ref, v3_ref, roll_ref"):
         make_corrector(path, im.catalog)
     with pytest.raises(ParameterError, match="lacks roll_ref"):
         make_corrector(im.wcs, im.catalog, wcsinfo={"v2_ref": 1.0, "v3_ref": 2.0})
