@@ -445,8 +445,15 @@ def _offset_origin(prefix: str, off, searchrad: float, guess) -> str:
     if off.significant:
         return f"at the 2D histogram's offset ({off.dx:.3f}\", {off.dy:.3f}\")"
     return (f"at the offset ({guess[0]:g}\", {guess[1]:g}\"), as the 2D histogram found no convincing one within "
-            f"{prefix}searchrad {searchrad:g}\" (best peak {off.peak} pairs, {off.background:.2g} expected by chance, "
-            f"chance probability {off.chance:.2g}; a larger {prefix}searchrad searches farther)")
+            f"{prefix}searchrad {searchrad:g}\" ({_peak(off, prefix)})")
+
+
+def _peak(off, prefix: str) -> str:
+    """What was wrong with an offset search's best peak, for failure messages."""
+    what = f"best peak {off.peak} pairs, {off.background:.2g} expected by chance, chance probability {off.chance:.2g}"
+    if off.peak and not off.settled:
+        return f"{what}, but its pairs do not gather within {prefix}tolerance of one offset"
+    return f"{what}; a larger {prefix}searchrad searches farther"
 
 
 #: A group with fewer reference stars than this over its footprint matches all its sources.
@@ -483,8 +490,7 @@ def _absolute_origin(search, offset: np.ndarray, use2dhist: bool, common: bool, 
     if search is None:
         return "at the images' current WCS"
     return (f"at the images' current WCS, as the 2D histogram found no convincing offset within abs_searchrad "
-            f"{searchrad:g}\" (best peak {search.peak} pairs, {search.background:.2g} expected by chance, chance "
-            f"probability {search.chance:.2g}; a larger abs_searchrad searches farther)")
+            f"{searchrad:g}\" ({_peak(search, 'abs_')})")
 
 
 def _place(g: Group, near: list[Group], transforms, searchrad, tolerance, xoffset, yoffset, use2dhist, minobj,

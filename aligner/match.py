@@ -133,6 +133,7 @@ class Offset:
     significant: bool
     pairs: float = 0.0   # pair offsets expected from all the sources (before any subsampling)
     chance: float = 1.0  # probability that a peak this strong arises by chance in the search
+    settled: bool = False  # the peak's refinement converged (else the estimate is not trusted)
 
 
 def _subsample(n: int, limit: int, rng: np.random.Generator) -> np.ndarray:
@@ -287,23 +288,27 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     # The refinement moves the estimate by at most the sum of its radii (2 x tolerance) and
     # then looks within the tolerance: only pairs within 3 x tolerance of the start matter.
     d = d[np.einsum("ij,ij->i", d - est, d - est) < (3.0 * tolerance) ** 2]
-    # A peak whose refinement stops early (no clear excess over the chance pairs in a window,
-    # or a step out of it) is not trusted: the estimate is then a bin centre that may merely
-    # lie within the tolerance of the true peak, whose pairs would make it look significant.
-    converged = True
+    # A peak whose first window holds no clear excess over the chance pairs (or whose first
+    # step leaves it) is not trusted: the estimate is then a bin centre that may merely lie
+    # within the tolerance of the true peak, whose pairs would make it look significant. A
+    # later, smaller window that fails only stops the refinement where chance pairs are few
+    # (under one in the tolerance): real peaks can be wider than a quarter of the tolerance
+    # (saturated stars on 0.5" pixels scatter by 0.3"). Where they are many, a peak that does
+    # not sharpen is not trusted (in crowded fields such "peaks" are clusters of chance pairs).
+    converged = False
+    sparse = chance(est, tolerance) < 1.0
     for radius in (tolerance, tolerance / 2, tolerance / 4, tolerance / 4):
         near = np.hypot(*(d - est).T) < radius
         n_bg = chance(est, radius)
         n = int(near.sum())
         signal = n - n_bg
-        if signal <= 0 or tail(n, n_bg) > _REFINE_CHANCE:
-            converged = False
-            break
-        step = (d[near] - est).sum(axis=0) / signal
-        if np.hypot(*step) > radius:
-            converged = False
+        settled = signal > 0 and tail(n, n_bg) <= _REFINE_CHANCE
+        step = (d[near] - est).sum(axis=0) / signal if settled else np.zeros(2)
+        if not settled or np.hypot(*step) > radius:
+            converged = converged and sparse
             break
         est = est + step
+        converged = True
     # Significance: the pairs within the tolerance of the estimate (and within a half, a
     # quarter and an eighth of it, where a peak a few tens of mas wide keeps nearly all its
     # pairs and the chance ones drop 4- to 64-fold) against the chance pairs expected there,
@@ -321,7 +326,7 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     p = min(1.0, p * len(_JUDGED_WITHIN))
     significant = converged and p <= max_chance
     return Offset(float(g[0] + est[0]), float(g[1] + est[1]), peak, float(background), bool(significant), expected,
-                  float(p))
+                  float(p), bool(converged))
 
 
 def _pairs_within(a: np.ndarray, b: np.ndarray, r: float,
