@@ -71,6 +71,20 @@ def test_clipping_removes_outliers_and_clip_accum_keeps_them_out():
     assert few.used.sum() >= 25
 
 
+@pytest.mark.parametrize("n_true", [5, 8, 12])
+def test_one_wrong_pair_among_a_few_is_clipped(n_true):
+    # A sparse field: a handful of true pairs at 2 mas and one chance pair 0.5" off. Against the
+    # rmse of all links it hides itself (among 9 links its residual is ~0.89 of its offset, 3 x
+    # rmse ~1.0); against the rmse of the others it stands out.
+    rng = np.random.default_rng(n_true)
+    stars = rng.uniform(-50, 50, (n_true + 1, 2))
+    obs = _observe(stars, _rot(0.005), np.array([1.0, -2.0]), 0.002, rng)
+    obs[-1] += [0.35, -0.35]
+    fit = joint_fit(_to_ref(0, obs, stars), [0], {0: np.zeros(2)}, "rshift", nclip=3, sigma=3.0, minobj=5)
+    assert fit.used[:-1].all() and not fit.used[-1]
+    assert np.abs(fit.transforms[0].shift - [1.0, -2.0]).max() < 0.01
+
+
 def test_weights_pull_the_fit():
     rng = np.random.default_rng(4)
     stars = rng.uniform(-60, 60, (200, 2))
