@@ -66,8 +66,8 @@ def affine(p: np.ndarray, matrix: np.ndarray, shift) -> np.ndarray:
 
     numpy applies a 2-vector or a 2x2 matrix to (n, 2) rows one short row at a time: for 20k
     points ``(p - c) @ m.T + c + s`` took 0.61 ms and ``p + s`` alone 0.09 ms (a scalar: 0.007),
-    the columns 0.06 ms; the joint fit's residuals and steps apply it to every link (session 6
-    profile: ~0.14 s of an absolute 32 x 10k fit).
+    the columns 0.06 ms; the joint fit's residuals and steps apply it to every link (profiled:
+    ~0.14 s of an absolute 32 x 10k fit).
     """
     p = np.asarray(p, float)
     out = np.empty(p.shape)

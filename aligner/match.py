@@ -43,7 +43,7 @@ def kdtree(points: np.ndarray) -> cKDTree:
     """A KD-tree of ``points`` (n, 2) split at sliding midpoints rather than medians, without
     shrinking its nodes to their points: built twice as fast (11k points 2.5 -> 1.3 ms, 356k
     115 -> 55 ms) and queried as fast for star lists (scipy's ``balanced_tree`` and
-    ``compact_nodes`` options; measured in session 6)."""
+    ``compact_nodes`` options)."""
     return cKDTree(points, balanced_tree=False, compact_nodes=False)
 
 

@@ -70,8 +70,8 @@ def single_threaded_blas():
     its BLAS calls are small (the joint fit's normal equations: 96 x 96 at 32 images). OpenBLAS
     threads on top of those contend for the same cores, and its waiting threads then stall the
     caller: with one of the two cores busy elsewhere, a 96 x 96 ``lstsq`` took 53 ms instead of
-    0.8 ms, and an absolute 32 x 10k-source gwcs run 3.9 s instead of 2.8 s (/tmp scripts,
-    session 6; BENCHMARKS.md "Aligner"). Nested and concurrent blocks share one limit, lifted
+    0.8 ms, and an absolute 32 x 10k-source gwcs run 3.9 s instead of 2.8 s (BENCHMARKS.md,
+    "Aligner"). Nested and concurrent blocks share one limit, lifted
     when the last one ends (the thread counts are per process, not per thread).
     """
     global _blas_depth, _blas_limiter, _blas_controller

@@ -9,7 +9,7 @@ same code (:func:`aligner.provenance.serialize_wcs`), in the same environment, s
 holds the same bytes (tests compare). The 32 x 10k-source gwcs absolute run with its record
 (PostgreSQL store, 2 cores; runs alternated in one process, medians of 6): 2.61 s serializing
 in the caller, 2.09 s with the helper (restarted before each of its runs), 1.78 s without a
-record; the record's own stages 0.54 -> 0.15 s (BENCHMARKS.md, "Notes (session 7)").
+record; the record's own stages 0.54 -> 0.15 s (BENCHMARKS.md, "Aligner").
 
 One helper per parent process, started when the first recorded gwcs run has been written
 (its start, ~1.8 s of imports and a first serialization, would take CPU from that run) and
