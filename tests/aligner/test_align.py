@@ -321,3 +321,23 @@ def test_failure_messages_give_the_numbers_and_only_the_parameters_in_play():
     assert _absolute(make_correctors(scene), ref, abs_minobj=5) == "SUCCESS"
     status = _absolute(make_correctors(scene), ref, abs_minobj=5, max_chance=1e-300)
     assert status.startswith("FAILED") and "max_chance 1e-300" in status
+
+
+@pytest.mark.parametrize("kind", ["fits", "gwcs"])
+def test_a_crowded_field_against_a_displaced_reference_never_succeeds(kind):
+    # 10 stars/arcsec^2 and the reference 20" away (beyond abs_searchrad): thousands of chance
+    # pairs within the tolerance at every offset tried, and not one convincing.
+    scene = make_scene(4, 6250, kind, seed=3, shape=(512, 512))
+    far = Table({"RA": scene.refcat["RA"] + 20.0 / 3600 / np.cos(np.radians(scene.refcat["DEC"])),
+                 "DEC": scene.refcat["DEC"]})
+    for minobj in (15, 3):
+        corr = make_correctors(scene)
+        _absolute(corr, far, abs_minobj=minobj)
+        statuses = [c.meta["fit_info"]["status"] for c in corr]
+        assert all(s.startswith("FAILED") for s in statuses), statuses
+        assert all(_wcs_unchanged(c) for c in corr)
+    # Relative: every other image matched at a wrong offset given (20" east, no histogram).
+    corr = make_correctors(scene)
+    with pytest.raises(AlignmentError, match="not enough matches"):
+        aligner.relative_align(corr, xoffset=20.0, use2dhist=False, minobj=3)
+    assert not any(c.meta["fit_info"]["status"] == "SUCCESS" for c in corr)
