@@ -456,7 +456,8 @@ def _peak(off, prefix: str) -> str:
     return f"{what}; a larger {prefix}searchrad searches farther"
 
 
-#: A group with fewer reference stars than this over its footprint matches all its sources.
+#: A group with fewer reference stars than this over its footprint matches all its sources
+#: (and a reference with fewer than this per group is not thinned either).
 _SPARSE_REFERENCE = 50
 
 
@@ -908,7 +909,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             label = abs_refcat if isinstance(abs_refcat, str) and refcats.from_store(abs_refcat) else "user"
             ref.table[ridx].write(out / f"fit_{str(label).lower()}_ref.ecsv", format="ascii.ecsv", overwrite=True)
         rall = rxy[ridx]  # before thinning: for the offsets
-        keep = thin(rxy[ridx], abs_separation)
+        # A sparse reference is matched whole as well (two stars 0.98" apart are two stars to
+        # fit, told apart by mutual nearest neighbours at the histogram's offset).
+        sparse_ref = len(ridx) < _SPARSE_REFERENCE * max(len(live), 1)
+        keep = np.ones(len(ridx), bool) if sparse_ref else thin(rxy[ridx], abs_separation)
         ridx = ridx[keep]
         rpos, rw = rxy[ridx], ref.weight[ridx]
 
@@ -917,9 +921,10 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
             for g in live:
                 chosen = (f", {n_selected} of them selected by abs_mag_min/abs_mag_max/abs_brightest"
                           if n_selected < n_near else "")
+                thinned = "" if sparse_ref else (f"; those closer than abs_separation {abs_separation:g}\" to "
+                                                 "another are not used")
                 status[g.index] = (f"FAILED: not enough reference sources ({len(ridx)} < abs_minobj {abs_minobj}) "
-                                   f"in {ref.source} over the images ({n_near} there{chosen}; those closer than "
-                                   f"abs_separation {abs_separation:g}\" to another are not used)")
+                                   f"in {ref.source} over the images ({n_near} there{chosen}{thinned})")
         limit = 2.0 * (abs_searchrad + abs_tolerance)
         transforms = {g.index: GroupTransform() for g in groups}
         offsets: dict[int, np.ndarray] = {}
