@@ -35,8 +35,8 @@ from .heap import collect_new_objects_only
 from .images import Group, load_images, make_groups, plane_for, project
 from .match import bounds, find_offset, in_box, kdtree, match_pairs, thin, workers
 from .plane import TangentPlane
-from .significance import DEFAULT_MAX_CHANCE, chance_probability, check_max_chance, needed, trials_within
 from .results import REFERENCE as STATUS_REFERENCE, SUCCESS, FitResult
+from .significance import DEFAULT_MAX_CHANCE, chance_probability, check_max_chance, needed, trials_within
 from .threads import in_background, single_threaded_blas, thread_map
 
 log = logging.getLogger(__name__)

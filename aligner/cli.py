@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+
 from astrodb.config import ENV_URL
 
 from .align import absolute_align, relative_align
@@ -345,7 +346,8 @@ def _groups(correctors) -> int:
 
 
 def _check_parameters(args, do_rel: bool, do_abs: bool):
-    """Validate every parameter before any work; returns the store that records the runs and holds the reference (or None)."""
+    """Validate every parameter before any work; returns the store that holds the reference and
+    records the runs (or None)."""
     from . import refcat as refcats
     from .align import _validate
     from . import selection

@@ -75,7 +75,7 @@ def resolve(abs_refcat, *, center: tuple[float, float], radius: float, epoch: fl
         return _from_store(abs_refcat.strip(), None, center, radius, epoch, observer, store, centroid_error_mas)
     if isinstance(abs_refcat, Table):
         table, source = abs_refcat, "table"
-    elif isinstance(abs_refcat, os.PathLike) or isinstance(abs_refcat, str):
+    elif isinstance(abs_refcat, (str, os.PathLike)):
         if not os.path.exists(os.fspath(abs_refcat)):
             raise ParameterError(f"abs_refcat {os.fspath(abs_refcat)!r} is neither a known catalog name "
                                  f"({', '.join(GAIA_NAMES)}) nor an existing file")
