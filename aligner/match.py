@@ -177,6 +177,8 @@ def find_offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: f
 _JUDGED_WITHIN = (1.0, 0.5, 0.25, 0.125)
 #: A refinement window must hold an excess at least this unlikely by chance (3 sigma).
 _REFINE_CHANCE = 1.35e-3
+#: Below this many chance pairs counted, the background is at least the uniform lists' one.
+_FEW_PAIRS = 100
 
 
 def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float, guess, seed: int,
@@ -234,7 +236,9 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
         return Offset(g[0], g[1], 0, 0.0, False, expected)
     # Chance pairs / arcsec^2 / overlap: from the pairs found, less those of the histogram's
     # peak (in a sparse field they are most of the pairs, and counting them as chance would
-    # hide the peak), but never below what uniform lists of these sizes give.
+    # hide the peak); where few pairs are left, never below what uniform lists of these sizes
+    # give (with many, the count is the better estimate: a partial overlap of irregular
+    # footprints gives half the pairs the boxes' areas suggest).
     # (Uniform over the sources' box and the reference's together: a sparse reference's own
     # box, a few stars wide, would crowd them into a small area.)
     ulo, uhi = np.minimum(slo - reach, rlo), np.maximum(shi + reach, rhi)
@@ -279,15 +283,17 @@ def _offset(src: np.ndarray, ref: np.ndarray, searchrad: float, tolerance: float
     est = np.array([(edges[k[0]] + edges[k[0] + 1]) / 2, (edges[k[1]] + edges[k[1] + 1]) / 2])
     # The background without the peak's disc (the chance pairs expected in it taken out of the
     # area too, so that a dense field's background is not underestimated).
-    in_peak = int(np.count_nonzero(np.einsum("ij,ij->i", d - est, d - est) < (2.0 * tolerance) ** 2))
+    dist2 = np.einsum("ij,ij->i", d - est, d - est)
+    in_peak = int(np.count_nonzero(dist2 < (2.0 * tolerance) ** 2))
     rest = mean_overlap * math.pi * reach ** 2 - float(overlap(est)[0]) * math.pi * (2.0 * tolerance) ** 2
-    density0 = max((len(d) - in_peak) / rest if rest > 0 else density_all,
-                   uniform / (math.pi * reach ** 2) / mean_overlap)
+    density0 = (len(d) - in_peak) / rest if rest > 0 else density_all
+    if len(d) - in_peak < _FEW_PAIRS:
+        density0 = max(density0, uniform / (math.pi * reach ** 2) / mean_overlap)
     # Refine with the pairs near the estimate, shrinking the window; chance pairs are nearly
     # uniform over a window, so their share of the sum is removed (their mean is its centre).
     # The refinement moves the estimate by at most the sum of its radii (2 x tolerance) and
     # then looks within the tolerance: only pairs within 3 x tolerance of the start matter.
-    d = d[np.einsum("ij,ij->i", d - est, d - est) < (3.0 * tolerance) ** 2]
+    d = d[dist2 < (3.0 * tolerance) ** 2]
     # A peak whose first window holds no clear excess over the chance pairs (or whose first
     # step leaves it) is not trusted: the estimate is then a bin centre that may merely lie
     # within the tolerance of the true peak, whose pairs would make it look significant. A
