@@ -344,3 +344,21 @@ def test_runs_are_recorded_in_the_store_of_astrodb_url_also_with_a_file_referenc
                       "--no-relative", "-o", tmp_path / "o3"])
     assert rc == 0, err
     assert len(list_runs(astrodb.connect(url))) == 2 and list(list_runs(astrodb.connect(other))["step"]) == ["absolute"]
+
+
+def test_a_store_catalog_by_name(work, tmp_path, scene):
+    import astrodb
+
+    url = f"sqlite:///{tmp_path / 'cats.sqlite'}"
+    store = astrodb.connect(url)
+    store.init()
+    ref = scene.refcat.copy()
+    ref.remove_columns(["RA", "DEC"])
+    store.ingest_catalog(ref, "deep_field")
+    argv = ["align", work / "manifest.json", "--store", url, "--no-relative"]
+    rc, out, err = run(argv + ["--abs-refcat", "deep_field", "-o", tmp_path / "o"])
+    assert rc == 0, err
+    doc = json.loads((tmp_path / "o" / f"{scene.images[0].name}_fit.json").read_text())
+    assert doc["steps"][-1]["reference"]["source"] == "store:deep_field"
+    rc, out, err = run(argv + ["--abs-refcat", "shallow_field", "-o", tmp_path / "o2"])
+    assert rc == 2 and "not a Gaia release name" in err and "catalogs there: deep_field" in err
