@@ -385,14 +385,8 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
             try:
                 store.catalog(catalog)
             except astrodb.CatalogNotFoundError:
-                have = ", ".join(c.name for c in store.catalogs()) or "none"
-                if refcats.is_store_name(name):
-                    raise ParameterError(f"--abs-refcat {name.upper()} needs the catalog {catalog!r} in the store "
-                                         f"{store.url} (load it with `astrodb ingest gaia`); catalogs there: "
-                                         f"{have}") from None
-                raise ParameterError(f"--abs-refcat {name!r} is not a Gaia release name "
-                                     f"({', '.join(refcats.GAIA_NAMES)}), not an existing file, and not a catalog "
-                                     f"in the store {store.url} (catalogs there: {have})") from None
+                gaia = name.upper() if refcats.is_store_name(name) else None
+                raise ParameterError(refcats.missing_catalog(store, catalog, gaia, "--abs-refcat")) from None
             return store
     if args.provenance and (args.store or os.environ.get(ENV_URL)):
         # A named store records every run, also with a file reference or no absolute step.

@@ -129,6 +129,18 @@ def _table_weights(table: Table, what: str, centroid_error_mas: float) -> np.nda
     return given
 
 
+def missing_catalog(store, catalog: str, name: str | None, what: str) -> str:
+    """Why ``catalog`` cannot be the reference: a Gaia release (asked for as ``name``) not
+    loaded, or a name that is no release, file or catalog of ``store``; with the catalogs
+    there. ``what``: how the caller calls the parameter."""
+    have = ", ".join(c.name for c in store.catalogs()) or "none"
+    if name is not None:
+        return (f"{what} {name} needs the catalog {catalog!r} in the store {store.url} (load it with "
+                f"`astrodb ingest gaia --release {catalog[5:]} FILES`); catalogs there: {have}")
+    return (f"{what} {catalog!r} is not a Gaia release name ({', '.join(GAIA_NAMES)}), not an existing file, "
+            f"and not a catalog in the store {store.url} (catalogs there: {have})")
+
+
 def _from_store(catalog: str, name: str | None, center, radius, epoch, observer, store,
                 centroid_error_mas) -> Reference:
     """The store's ``catalog`` over the cone at ``epoch`` (``name``: the Gaia name it was asked
@@ -142,14 +154,7 @@ def _from_store(catalog: str, name: str | None, center, radius, epoch, observer,
     try:
         info = store.catalog(catalog)
     except astrodb.CatalogNotFoundError:
-        have = ", ".join(c.name for c in store.catalogs()) or "none"
-        if name is not None:
-            raise CatalogError(f"abs_refcat {name} needs the catalog {catalog!r} in the store {store.url} "
-                               f"(load it with `astrodb ingest gaia --release {catalog[5:]} FILES`); "
-                               f"catalogs there: {have}") from None
-        raise CatalogError(f"abs_refcat {catalog!r} is not a Gaia release name ({', '.join(GAIA_NAMES)}), "
-                           f"not an existing file, and not a catalog in the store {store.url} (catalogs "
-                           f"there: {have})") from None
+        raise CatalogError(missing_catalog(store, catalog, name, "abs_refcat")) from None
     t = store.cone(center[0], center[1], radius, catalog=catalog, epoch=epoch, observer=observer)
     ra, dec = np.asarray(t["ra"], float), np.asarray(t["dec"], float)
     if epoch is not None:

@@ -39,13 +39,24 @@ def brightest_sources(catalog: Table, rows: np.ndarray, n: int | None, flux_colu
     (all with ``n`` None; sources without a finite flux count as faintest), in their order."""
     if n is None or len(rows) <= n:
         return rows
-    col = find_column(catalog, flux_column)
+    flux = _values(catalog, flux_column, rows, f"{what}: brightest={n} needs a flux column {flux_column!r} "
+                   "(flux_column=)")
+    return _first(rows, -flux, n)
+
+
+def _values(table: Table, name: str, rows: np.ndarray, missing: str) -> np.ndarray:
+    """Column ``name`` (any case) of ``table`` at ``rows`` as floats (masked: NaN); the error
+    ``missing`` (with the columns there) when there is none."""
+    col = find_column(table, name)
     if col is None:
-        raise CatalogError(f"{what}: brightest={n} needs a flux column {flux_column!r} (flux_column=); "
-                           f"has {catalog.colnames}")
-    flux = np.ma.filled(np.ma.asarray(catalog[col], dtype=float), np.nan).astype(float)[rows]
-    key = np.where(np.isfinite(flux), -flux, np.inf)
-    return np.sort(rows[np.argsort(key, kind="stable")[:n]])
+        raise CatalogError(f"{missing}; has {table.colnames}")
+    return np.ma.filled(np.ma.asarray(table[col], dtype=float), np.nan).astype(float)[rows]
+
+
+def _first(idx: np.ndarray, key: np.ndarray, n: int) -> np.ndarray:
+    """The ``n`` of ``idx`` with the smallest ``key`` (non-finite last), in their order."""
+    key = np.where(np.isfinite(key), key, np.inf)
+    return np.sort(idx[np.argsort(key, kind="stable")[:n]])
 
 
 def reference_stars(table: Table, idx: np.ndarray, *, mag_min: float | None, mag_max: float | None,
@@ -54,11 +65,8 @@ def reference_stars(table: Table, idx: np.ndarray, *, mag_min: float | None, mag
     magnitude are left out by a limit), then the ``brightest`` of them, in their order."""
     if mag_min is None and mag_max is None and (brightest is None or len(idx) <= brightest):
         return idx
-    col = find_column(table, mag_column)
-    if col is None:
-        raise CatalogError(f"{what}: a magnitude selection (abs_mag_min/abs_mag_max/abs_brightest) needs the "
-                           f"column {mag_column!r} (abs_mag_column=); has {table.colnames}")
-    mag = np.ma.filled(np.ma.asarray(table[col], dtype=float), np.nan).astype(float)[idx]
+    mag = _values(table, mag_column, idx, f"{what}: a magnitude selection (abs_mag_min/abs_mag_max/"
+                  f"abs_brightest) needs the column {mag_column!r} (abs_mag_column=)")
     keep = np.ones(len(idx), bool)
     if mag_min is not None:
         keep &= mag >= mag_min
@@ -66,6 +74,5 @@ def reference_stars(table: Table, idx: np.ndarray, *, mag_min: float | None, mag
         keep &= mag <= mag_max
     idx, mag = idx[keep], mag[keep]
     if brightest is not None and len(idx) > brightest:
-        key = np.where(np.isfinite(mag), mag, np.inf)
-        idx = np.sort(idx[np.argsort(key, kind="stable")[:brightest]])
+        idx = _first(idx, mag, brightest)
     return idx

@@ -227,7 +227,8 @@ def git(*args: str) -> str:
         return ""
 
 
-def versions() -> str:
+def package_versions() -> list[str]:
+    """Versions of Python and the packages the aligners run on (stcal: or that it is missing)."""
     import astropy
     import gwcs
     import scipy
@@ -239,6 +240,11 @@ def versions() -> str:
         out.append(f"stcal {stcal.__version__}")
     except ImportError:
         out.append("stcal not installed")
+    return out
+
+
+def versions() -> str:
+    out = package_versions()
     try:
         import psycopg
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
@@ -1130,17 +1136,18 @@ def render(results: list[dict], args, meta: dict) -> str:
     return "\n".join(L).rstrip() + "\n"
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md, re-reading the file first."""
+def write_section(text: str, path: Path, section: str = SECTION) -> None:
+    """Replace (or append) a benchmark's section (its heading line ``section``) of BENCHMARKS.md,
+    re-reading the file first."""
     old = path.read_text() if path.exists() else "# Benchmarks\n"
     lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
+    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == section), None)
     if start is None:
         new = old.rstrip("\n") + "\n\n" + text
     else:
         end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
         new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    tmp = path.with_name(path.name + ".bench_align.tmp")
+    tmp = path.with_name(path.name + ".bench.tmp")
     tmp.write_text(new)
     os.replace(tmp, path)
 

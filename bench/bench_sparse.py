@@ -103,7 +103,7 @@ from astropy.table import Table  # noqa: E402
 
 import aligner  # noqa: E402
 from aligner_synth import SimScene, make_correctors, make_scene  # noqa: E402
-from bench_align import cpu_model, git, load_avg  # noqa: E402
+from bench_align import cpu_model, git, load_avg, package_versions, write_section  # noqa: E402
 
 SECTION = "## Aligner: sparse fields"
 PIXEL_SCALE = 0.05              # arcsec / pixel
@@ -666,44 +666,9 @@ def render(cells: Sequence[Cell], summaries: dict, args: argparse.Namespace, met
     return "\n".join(L).rstrip() + "\n"
 
 
-def write_section(text: str, path: Path) -> None:
-    """Replace (or append) this benchmark's section of BENCHMARKS.md, re-reading the file first.
-
-    Parameters
-    ----------
-    text : str
-        The section, starting with its ``## `` heading line.
-    path : pathlib.Path
-    """
-    old = path.read_text() if path.exists() else "# Benchmarks\n"
-    lines = old.splitlines(keepends=True)
-    start = next((i for i, ln in enumerate(lines) if ln.rstrip() == SECTION), None)
-    if start is None:
-        new = old.rstrip("\n") + "\n\n" + text
-    else:
-        end = next((j for j in range(start + 1, len(lines)) if lines[j].startswith("## ")), len(lines))
-        new = "".join(lines[:start]) + text + ("\n" + "".join(lines[end:]) if end < len(lines) else "")
-    tmp = path.with_name(path.name + ".bench_sparse.tmp")
-    tmp.write_text(new)
-    os.replace(tmp, path)
-
-
 def versions() -> str:
     """Versions of Python and the packages both tools run on."""
-    import platform
-
-    import astropy
-    import gwcs
-    import scipy
-    import tweakwcs
-    out = [f"Python {platform.python_version()}", f"numpy {np.__version__}", f"scipy {scipy.__version__}",
-           f"astropy {astropy.__version__}", f"gwcs {gwcs.__version__}", f"tweakwcs {tweakwcs.__version__}"]
-    try:
-        import stcal
-        out.append(f"stcal {stcal.__version__}")
-    except ImportError:
-        out.append("stcal not installed")
-    return ", ".join(out)
+    return ", ".join(package_versions())
 
 
 def _floats(text: str) -> list[float]:
@@ -773,7 +738,7 @@ def main(argv: Iterable[str] | None = None) -> None:
                                         "summary": summaries[c], "trials": results[c]} for c in cells]}
         Path(args.json).write_text(json.dumps(out, default=_json_default, indent=1))
     if args.write:
-        write_section(text, ROOT / "BENCHMARKS.md")
+        write_section(text, ROOT / "BENCHMARKS.md", SECTION)
         log("BENCHMARKS.md: section written")
 
 
