@@ -45,9 +45,21 @@ def _column(t: Table, names: tuple[str, ...]):
 
 
 def _floats(t: Table, col: str, what: str) -> np.ndarray:
-    c = t[col]
-    v = np.ma.filled(np.ma.asarray(c, dtype=float), np.nan)
+    try:
+        v = np.ma.filled(np.ma.asarray(t[col], dtype=float), np.nan)
+    except (TypeError, ValueError):
+        sample = next((str(x) for x in np.asarray(t[col]).ravel()[:100] if not _is_number(x)), "?")
+        raise CatalogError(f"{what}: column {col!r} must hold numbers, found {sample[:40]!r} "
+                           f"(type {t[col].dtype})") from None
     return np.asarray(v, float)
+
+
+def _is_number(x) -> bool:
+    try:
+        float(x)
+    except (TypeError, ValueError):
+        return False
+    return True
 
 
 def image_sources(catalog: Table, what: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from .catalogs import image_sources, read_table
-from .errors import CatalogError
+from .errors import CatalogError, ParameterError
 from .match import bounds, kdtree, thin
 from .plane import TangentPlane
 from .selection import brightest_sources
@@ -96,9 +96,50 @@ def _corners(corrector, catalog_xy) -> tuple[np.ndarray, np.ndarray]:
     return np.asarray(ra, float), np.asarray(dec, float)
 
 
+def _check_wcs(corrector, name: str, cra: np.ndarray, cdec: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
+    """Raise :class:`ParameterError` for a WCS that maps the image to no finite sky area (a NaN
+    or singular CD/PC matrix, a NaN CRVAL): wcslib maps every pixel of a NaN CD to one point."""
+    if len(cra):
+        x0, y0 = float(np.mean(_bbox_x(corrector, x))), float(np.mean(_bbox_y(corrector, y)))
+    elif len(x):
+        x0, y0 = float(np.nanmean(x)), float(np.nanmean(y))
+    else:
+        return
+    ra, dec = (np.asarray(v, float) for v in corrector.det_to_world(np.array([x0, x0 + 1.0, x0]),
+                                                                    np.array([y0, y0, y0 + 1.0])))
+    w = getattr(getattr(corrector, "wcs", None), "wcs", None)  # an astropy WCS' wcsprm
+    ok = np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and np.all(np.isfinite(cra)) \
+        and np.all(np.isfinite(cdec))
+    if ok and w is not None:
+        # wcslib maps a NaN CD/PC to finite nonsense (pixels degrees apart), so look at the matrix.
+        matrix = w.cd if w.has_cd() else w.get_pc() * np.asarray(w.cdelt, float)[:, None]
+        ok = bool(np.all(np.isfinite(matrix)) and np.all(np.isfinite(w.crval)) and np.all(np.isfinite(w.crpix)))
+    if ok:
+        # The pixel's two sides on the sky (deg): a zero cross product is no area.
+        cosd = np.cos(np.radians(dec[0]))
+        ex = np.array([((ra[1] - ra[0] + 180) % 360 - 180) * cosd, dec[1] - dec[0]])
+        ey = np.array([((ra[2] - ra[0] + 180) % 360 - 180) * cosd, dec[2] - dec[0]])
+        ok = abs(ex[0] * ey[1] - ex[1] * ey[0]) > 1e-20
+    if not ok:
+        raise ParameterError(f"the WCS of {name} maps the image to no area of the sky (a NaN or singular "
+                             "CD/PC matrix, or a NaN CRVAL?)")
+
+
+def _bbox_x(corrector, x: np.ndarray) -> np.ndarray:
+    bb = _bbox(corrector)
+    return np.asarray(bb[0], float) if bb is not None else x
+
+
+def _bbox_y(corrector, y: np.ndarray) -> np.ndarray:
+    bb = _bbox(corrector)
+    return np.asarray(bb[1], float) if bb is not None else y
+
+
 def load_images(correctors, brightest: int | None = None, flux_column: str = "flux") -> list[Image]:
     """Read every corrector's catalog and compute its sources' world positions (of the
     ``brightest`` sources by ``flux_column`` on the image, with ``brightest`` given)."""
+    if len(correctors) == 0:
+        raise ParameterError("no correctors given: pass one tweakwcs corrector per image (aligner.make_corrector)")
     images = []
     for i, c in enumerate(correctors):
         meta = getattr(c, "meta", None)
@@ -119,6 +160,7 @@ def load_images(correctors, brightest: int | None = None, flux_column: str = "fl
         ra, dec = np.asarray(ra, float), np.asarray(dec, float)
         good = np.isfinite(ra) & np.isfinite(dec)
         cra, cdec = _corners(c, (x[ok], y[ok]))
+        _check_wcs(c, name, cra, cdec, x[ok], y[ok])
         images.append(Image(i, c, name, meta.get("group_id"), rows[good], ra[good], dec[good], w[ok][good],
                             cra, cdec, x=x[ok][good], y=y[ok][good], catalog_rows=len(cat)))
     return images

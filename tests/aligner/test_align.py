@@ -341,3 +341,24 @@ def test_a_crowded_field_against_a_displaced_reference_never_succeeds(kind):
     with pytest.raises(AlignmentError, match="not enough matches"):
         aligner.relative_align(corr, xoffset=20.0, use2dhist=False, minobj=3)
     assert not any(c.meta["fit_info"]["status"] == "SUCCESS" for c in corr)
+
+
+def test_bad_aligner_inputs_are_clear_errors():
+    # No correctors, a WCS whose CD matrix is NaN, a catalog column of words: a ParameterError or
+    # CatalogError naming the image and what is wrong, never numpy's or scipy's own ValueError.
+    with pytest.raises(ParameterError, match="no correctors given"):
+        aligner.relative_align([])
+    with pytest.raises(ParameterError, match="no correctors given"):
+        aligner.absolute_align([], Table({"RA": [1.0], "DEC": [1.0]}))
+    scene = make_scene(2, 300, "fits", seed=1)
+    corr = make_correctors(scene)
+    corr[0].wcs.wcs.cd = np.full((2, 2), np.nan)
+    corr[0].wcs.wcs.set()
+    for call in (lambda c: aligner.relative_align(c), lambda c: aligner.absolute_align(c, scene.refcat)):
+        with pytest.raises(ParameterError, match="the WCS of im000 maps the image to no area of the sky"):
+            call(corr)
+    corr = make_correctors(scene)
+    t = corr[1].meta["catalog"]
+    t["x"] = np.array([f"s{i}" for i in range(len(t))])
+    with pytest.raises(aligner.CatalogError, match="catalog of im001: column 'x' must hold numbers, found 's0'"):
+        aligner.relative_align(corr)
