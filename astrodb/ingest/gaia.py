@@ -210,21 +210,38 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
     return PreparedFile(path, sha, size, rows.release, out)
 
 
-def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> int:
+def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> tuple[int, bool]:
+    """The release catalog's id, and whether this call created it."""
     kind, epoch = RELEASES[release]
     with engine.begin() as conn:
         row = conn.execute(sa.select(catalogs.c.id, catalogs.c.kind).where(catalogs.c.name == name)).first()
         if row is not None:
             if row.kind != kind:
                 raise IngestError(f"catalog {name!r} holds {row.kind}, not {kind}: choose another --catalog name")
-            return int(row.id)
+            return int(row.id), False
         desc = f"Gaia {release.upper()} gaia_source (ESA/Gaia/DPAC), positions at J{epoch}"
         cat_id = conn.execute(catalogs.insert().values(
             name=name, kind=kind, ref_epoch=epoch, description=desc, row_count=0,
             created_at=datetime.now(timezone.utc)).returning(catalogs.c.id)).scalar_one()
         if conn.dialect.name == "postgresql":
             partitions.create_attached(conn, cat_id)
-        return int(cat_id)
+        return int(cat_id), True
+
+
+def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
+    """Remove a catalog this run created when no file of it was loaded (every file failed), so
+    that a failed load leaves no trace; one that got rows meanwhile (another loader) stays."""
+    with engine.begin() as conn:
+        row = conn.execute(sa.select(catalogs.c.row_count).where(catalogs.c.id == cat_id).with_for_update()
+                           if conn.dialect.name == "postgresql" else
+                           sa.select(catalogs.c.row_count).where(catalogs.c.id == cat_id)).first()
+        files = conn.execute(sa.select(sa.func.count()).select_from(source_files)
+                             .where(source_files.c.catalog_id == cat_id)).scalar_one()
+        if row is None or row.row_count or files:
+            return
+        if conn.dialect.name == "postgresql":
+            partitions.drop(conn, cat_id)
+        conn.execute(catalogs.delete().where(catalogs.c.id == cat_id))
 
 
 def _greatest(column, value: float):
@@ -345,6 +362,8 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
                 jobs: int = 1, progress: bool | None = None,
                 on_file: Callable[[FileOutcome], None] | None = None) -> GaiaIngestReport:
     """Load Gaia partition files into the release's catalog; see :meth:`Store.ingest_gaia`."""
+    if not (isinstance(jobs, (int, np.integer)) and not isinstance(jobs, bool) and jobs >= 1):
+        raise IngestError(f"jobs must be an integer >= 1 (worker processes), got {jobs!r}")
     units = _expand(paths)
     files = [unit for unit, _ in units]
     sizes = {str(unit): size for unit, size in units}
@@ -355,7 +374,7 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
     else:
         release = _infer_release(files)
     name = catalog or RELEASES[release][0]
-    cat_id = _ensure_catalog(engine, name, release)
+    cat_id, created = _ensure_catalog(engine, name, release)
     with engine.connect() as conn:
         done = frozenset(conn.execute(sa.select(source_files.c.sha256).where(
             source_files.c.catalog_id == cat_id)).scalars())
@@ -373,6 +392,22 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
     # (measured: two COPYs into the indexed partition finish in 46% of the time of one after the
     # other, for the same server CPU). SQLite has one writer: loads stay serial there.
     parallel = jobs > 1 and engine.dialect.name == "postgresql"
+    try:
+        _load_all(engine, cat_id, files, release, jobs, done, parallel, finish)
+    finally:
+        if created and report.count("loaded") == 0:
+            try:
+                _drop_if_empty(engine, cat_id)
+            except sa.exc.SQLAlchemyError:  # the load's own error (if any) matters more
+                pass
+    bar.close()
+    report.seconds = time.monotonic() - t0
+    return report
+
+
+def _load_all(engine: sa.Engine, cat_id: int, files: list, release: str, jobs: int, done: frozenset,
+              parallel: bool, finish: Callable) -> None:
+    """Prepare every file (``jobs`` workers) and load each, calling ``finish(file, outcome)``."""
     loads: list = []
     with ThreadPoolExecutor(max_workers=jobs if parallel else 1) as loaders:
         for f, prepared in _prepared_stream(files, release, jobs, done):
@@ -392,6 +427,3 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
                     finish(g, fut.result())
         for g, fut in loads:
             finish(g, fut.result())
-    bar.close()
-    report.seconds = time.monotonic() - t0
-    return report

@@ -443,6 +443,8 @@ def read_gaia_file(path, release: str | None = None, *, use_threads: bool | None
         if isinstance(exc, FileNotFoundError | PermissionError | IsADirectoryError):
             raise IngestError(f"cannot read ({exc})", source=source) from None
         raise (_gzip_error(path, source, exc) or IngestError(f"cannot read ({exc})", source=source)) from None
+    if table.num_rows == 0:
+        raise IngestError("no rows (only a header): not a Gaia partition as the archive ships them", source=source)
     return _validate(table, names, release, source)
 
 

@@ -18,6 +18,7 @@ from astropy.table import Table
 from astropy.time import Time
 
 from .. import epoch as epochs
+from .. import limits
 from ..errors import IngestError
 
 #: store column -> (unit, accepted input names, lower case, in order of preference)
@@ -94,10 +95,13 @@ def _as_float(table: Table, name: str, unit: u.UnitBase, source: str) -> np.ndar
     col_unit = getattr(col, "unit", None)
     values = np.array(np.ma.getdata(col), dtype=np.float64)  # plain ndarray, unit dropped
     mask = np.ma.getmaskarray(col)
+    if isinstance(col_unit, u.UnrecognizedUnit):
+        raise IngestError(f"unit {col_unit.name!r} is not a unit astropy knows (expected {unit} or one "
+                          "convertible to it)", source=source, column=name)
     if col_unit is not None and unit is not u.dimensionless_unscaled and col_unit != u.dimensionless_unscaled:
         try:
             values = (values * col_unit).to_value(unit)
-        except u.UnitConversionError:
+        except (u.UnitConversionError, ValueError, TypeError):
             raise IngestError(f"unit {col_unit} cannot be converted to {unit}", source=source, column=name) from None
     values[mask] = np.nan
     return values
@@ -118,6 +122,11 @@ def _epochs(table: Table, epoch, source: str) -> tuple[np.ndarray, float | None]
                 raise IngestError("missing epoch (and no catalog epoch given)", source=source,
                                   column=name, rows=_bad_rows(bad))
             values[bad] = _julian_year(epoch, source)
+        wrong = limits.bad_epochs(values)
+        if wrong.any():
+            lo, hi = limits.EPOCH_RANGE
+            raise IngestError(f"epoch outside {lo:g}-{hi:g} (Julian years)", source=source, column=name,
+                              rows=_bad_rows(wrong))
         single = float(values[0]) if n and np.all(values == values[0]) else None
         return values, single
     if epoch is None:
@@ -134,8 +143,9 @@ def _julian_year(epoch, source: str) -> float:
     except (TypeError, ValueError):
         raise IngestError(f"epoch {epoch!r} is neither a Julian year (2016.0, J2016) nor an ISO time",
                           source=source) from None
-    if not np.isfinite(out):
-        raise IngestError(f"epoch must be finite, got {epoch!r}", source=source)
+    problem = limits.epoch_problem(out)
+    if problem:
+        raise IngestError(f"epoch {problem}", source=source)
     return out
 
 
@@ -199,8 +209,13 @@ def read_catalog(source, *, epoch=None, id_column: str | None = None, format: st
         try:
             table = Table.read(path, format=format) if format else Table.read(path)
         except Exception as exc:  # astropy raises many kinds; all mean "cannot read this"
-            raise IngestError(f"cannot read as a table ({type(exc).__name__}: {exc})", source=name) from None
+            # First line only: astropy appends a table of every format it knows (56 lines).
+            first = (str(exc).strip().splitlines() or [""])[0].rstrip(":. ")
+            hint = "; give the format (--format, e.g. ascii.csv)" if "format" in first.lower() else ""
+            raise IngestError(f"cannot read as a table ({type(exc).__name__}: {first}{hint})", source=name) from None
         size, sha = path.stat().st_size, sha256_file(path)
+    if len(table) == 0:
+        raise IngestError(f"no rows (only a header; columns {table.colnames}): nothing to ingest", source=name)
 
     cols: dict[str, np.ndarray] = {}
     ra_name, dec_name = _find(table, ALIASES["ra"][1]), _find(table, ALIASES["dec"][1])
@@ -225,8 +240,12 @@ def read_catalog(source, *, epoch=None, id_column: str | None = None, format: st
     bad = np.abs(cols["dec"]) > 90.0
     if bad.any():
         raise IngestError("declination outside [-90, 90] deg", source=name, column=dec_name, rows=_bad_rows(bad))
-    cols["ra"] = np.mod(cols["ra"], 360.0)
-    cols["ra"][cols["ra"] >= 360.0] = 0.0  # mod of a tiny negative number rounds to 360
+    bad = limits.bad_ra(cols["ra"])
+    if bad.any():
+        lo, hi = limits.RA_RANGE
+        raise IngestError(f"right ascension outside [{lo:g}, {hi:g}] deg (values in between are wrapped into "
+                          "[0, 360)): not degrees?", source=name, column=ra_name, rows=_bad_rows(bad))
+    cols["ra"] = limits.wrap_ra(cols["ra"])
 
     for key, (unit, names) in ALIASES.items():
         if key in ("ra", "dec"):
@@ -241,6 +260,16 @@ def read_catalog(source, *, epoch=None, id_column: str | None = None, format: st
             bad = ~(cols[key] > 0) & ~np.isnan(cols[key])
             if bad.any():
                 raise IngestError("weights must be positive", source=name, column=col, rows=_bad_rows(bad))
+        if col and key in ("pmra", "pmdec"):
+            bad = np.abs(cols[key]) > limits.MAX_PM
+            if bad.any():
+                raise IngestError(f"proper motion above {limits.MAX_PM / 1000:g}\"/yr (ten times Barnard's star): "
+                                  "not mas/yr?", source=name, column=col, rows=_bad_rows(bad))
+        if col and key == "parallax":
+            bad = cols[key] > limits.MAX_PARALLAX
+            if bad.any():
+                raise IngestError(f"parallax above {limits.MAX_PARALLAX / 1000:g}\" (no star is that near): "
+                                  "not mas?", source=name, column=col, rows=_bad_rows(bad))
     cols["ref_epoch"], single = _epochs(table, epoch, name)
     cols["source_id"] = _ids(table, id_column, name)
     if sha is None:

@@ -9,6 +9,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from .. import epoch as epochs
+from .. import limits
 from ..errors import CatalogNotFoundError, ConfigError, QueryError
 from ..query.regions import Cone, make_region
 from ..query.search import CatalogStats, search
@@ -275,6 +276,9 @@ class Store:
             jy = None if epoch is None else float(epochs.to_julian_year(epoch))
         except (ValueError, TypeError):
             raise QueryError(f"epoch must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
+        problem = None if jy is None else limits.epoch_problem(jy)
+        if problem:
+            raise QueryError(f"epoch {problem}")
         if not (isinstance(pm_prior, (int, float, np.floating, np.integer)) and np.isfinite(pm_prior)
                 and pm_prior >= 0):
             raise QueryError(f"pm_prior must be a finite number >= 0 (mas/yr), got {pm_prior!r}")

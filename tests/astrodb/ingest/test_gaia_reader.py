@@ -135,10 +135,12 @@ def test_quoted_fields_take_the_careful_pass(tmp_path):
     np.testing.assert_array_equal(got.columns["ra"], gf.expected_float(rows, "ra"))
 
 
-def test_header_only_partition_is_empty(tmp_path):
+def test_header_only_partition_is_refused(tmp_path):
+    # The archive ships no empty partition: a header alone is a damaged or cut file.
     rows = gf.gaia_rows("dr3", 10, 1, real=False).slice(0, 0)
-    got = read_gaia_file(gf.write_partition(tmp_path, "dr3", rows, name="GaiaSource_000000-003111.csv.gz"))
-    assert got.n == 0 and all(len(c) == 0 for c in got.columns.values())
+    path = gf.write_partition(tmp_path, "dr3", rows, name="GaiaSource_000000-003111.csv.gz")
+    with pytest.raises(IngestError, match=r"GaiaSource_000000-003111\.csv\.gz: no rows \(only a header\)"):
+        read_gaia_file(path)
 
 
 # --- the real DR3 rows ---------------------------------------------------------------------------
