@@ -50,14 +50,18 @@ TABLE_RESPONSES = {200: {"description": "sources sorted by distance; meta.trunca
 
 # -- health and catalogs --------------------------------------------------------------------
 class Health(BaseModel):
+    """The database is up and at the current schema: versions, counts and limits, never its address."""
+
     status: str
-    store: str
-    backend: str
+    version: str = Field(description="astrodb version of the service")
+    schema_revision: str = Field(description="the store's schema (migration) revision")
+    backend: str = Field(description="postgresql or sqlite")
     catalogs: int
     read_only_session: bool
     role_can_write: bool | None
     max_radius_deg: float
     max_rows: int
+    max_body_bytes: int = Field(description="largest request body accepted; more is 413")
 
 
 @router.get("/health", response_model=Health, responses={503: ERRORS[503]}, tags=["service"],
@@ -220,7 +224,9 @@ def _region(body: FootprintRequest, max_radius: float):
     return region
 
 
-@router.post("/v1/footprint", response_class=Response, responses=TABLE_RESPONSES, tags=["queries"],
+@router.post("/v1/footprint", response_class=Response, tags=["queries"], responses={
+                 **TABLE_RESPONSES, 413: {"model": ErrorResponse, "description": "request body larger than the "
+                                          "service's max_body_bytes (GET /health)"}},
              summary="sources inside a polygon or an image's pixels, exact at an epoch")
 async def footprint(request: Request, body: FootprintRequest):
     svc = request.app.state.service

@@ -16,6 +16,7 @@ from starlette.datastructures import QueryParams
 from .. import __version__
 from . import api, gsss, scs
 from .core import Service
+from .front import BodyLimit, without_body
 from .settings import Settings
 from .errors import ServiceError
 
@@ -29,9 +30,10 @@ runs.
 * GSSS-compatible search for stcal/drizzlepac (`ASTROMETRIC_CATALOG_URL`): `/vo/CatalogSearch.aspx`.
 * JSON API: `/v1/...`; errors are `{"error": {"status", "parameter", "message"}}`.
 
-Bad input: 400 naming the parameter; unknown catalog or run: 404; database unavailable: 503.
-Limits: radius at most `max_radius_deg`, at most `max_rows` rows per response, nearest first
-(see `GET /health`)."""
+Bad input: 400 naming the parameter; unknown catalog or run: 404; request body over
+`max_body_bytes`: 413; database unavailable: 503. Limits: radius at most `max_radius_deg`, at
+most `max_rows` rows per response, nearest first (see `GET /health`). HEAD works on every GET
+endpoint."""
 
 
 def create_app(settings: Settings | None = None) -> "ProtocolFront":
@@ -47,8 +49,8 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
         # (full collections over astropy & co. would pause requests for milliseconds).
         gc.collect()
         gc.freeze()
-        log.info("serving %s (read-only; max radius %g deg, max rows %d)", svc.store.url,
-                 settings.max_radius, settings.max_rows)
+        log.info("serving %s (read-only; max radius %g deg, max rows %d, max body %d bytes)", svc.store.url,
+                 settings.max_radius, settings.max_rows, settings.max_body)
         try:
             yield
         finally:
@@ -75,7 +77,7 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
     app.include_router(scs.router)
     app.include_router(gsss.router)
     app.include_router(api.router)
-    return ProtocolFront(app)
+    return ProtocolFront(app, settings.max_body)
 
 
 class ProtocolFront:
@@ -85,16 +87,31 @@ class ProtocolFront:
     The two protocol handlers validate their own parameters and render every error their
     protocol's way, so FastAPI's middleware, routing and request parsing add nothing for them
     but CPU (about a quarter of a small cone's time in the service).
+
+    HEAD is answered for every GET route: the GET handler runs and its status and headers are
+    sent without the body. Requests for FastAPI pass :class:`~astrodb.service.front.BodyLimit`
+    (413 past ``max_body`` bytes, before the body is read or parsed).
+
+    Parameters
+    ----------
+    app : FastAPI
+        The application of the routes.
+    max_body : int
+        Largest request body accepted, bytes.
     """
 
-    def __init__(self, app: FastAPI) -> None:
+    def __init__(self, app: FastAPI, max_body: int) -> None:
         self.app = app
+        self.limited = BodyLimit(app, max_body)
 
     def __getattr__(self, name):      # .state, .routes, .openapi(), ... of the FastAPI app
         return getattr(self.app, name)
 
     async def __call__(self, scope, receive, send) -> None:
-        if scope["type"] == "http" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if scope["method"] == "HEAD":
+                # Monitoring probes use HEAD: the GET answer's status and headers, no body.
+                scope, send = {**scope, "method": "GET"}, without_body(send)
             path = scope["path"]
             response = None
             if path.startswith("/scs/") and len(path) > 5 and "/" not in path[5:]:
@@ -104,7 +121,7 @@ class ProtocolFront:
             if response is not None:
                 await response(scope, receive, send)
                 return
-        await self.app(scope, receive, send)
+        await self.limited(scope, receive, send)
 
 
 def _query(scope) -> QueryParams:

@@ -11,9 +11,9 @@ import anyio.to_thread
 import sqlalchemy as sa
 from sqlalchemy import event
 
-from .. import connect
+from .. import __version__, connect
 from ..config import resolve_url
-from .errors import BadParameter, call_store
+from .errors import BadParameter, call_store, one_line, quiet_pool_faults
 from .rows import Rows, cone_rows
 from .settings import Settings
 
@@ -28,6 +28,7 @@ def open_read_only_store(settings: Settings):
     if url.drivername.startswith("postgresql") and "connect_timeout" not in url.query:
         url = url.update_query_dict({"connect_timeout": "5"})
     store = connect(url.render_as_string(hide_password=False))
+    quiet_pool_faults(store.engine)
     timeout_ms = max(1, int(settings.statement_timeout * 1000))
 
     if store.backend == "postgresql":
@@ -43,6 +44,13 @@ def open_read_only_store(settings: Settings):
         def _sqlite_read_only(dbapi_conn, _record):
             dbapi_conn.execute("PRAGMA query_only = ON")
     return store
+
+
+@functools.cache
+def _schema_revision() -> str:
+    """The schema revision a served store is at (the store checks it equals this package's newest)."""
+    from ..store import migrate
+    return migrate.head_revision()
 
 
 @dataclass
@@ -120,7 +128,14 @@ class Service:
         return call_store(self.store, self.store.catalog, name)
 
     def health(self) -> dict:
-        """Store reachable and at the current schema; on PostgreSQL, whether the role can write."""
+        """Store reachable and at the current schema; on PostgreSQL, whether the role can write.
+
+        Returns
+        -------
+        dict
+            status, service version, schema revision, backend name, number of catalogs, the
+            read-only safeguards and the limits; no URL, host, user or file name.
+        """
         def probe():
             self.store._require_schema()
             with self.store.engine.connect() as conn:
@@ -131,9 +146,11 @@ class Service:
                         "OR has_schema_privilege('astrodb', 'CREATE')").scalar_one())
             return int(n)
         n = call_store(self.store, probe)
-        return {"status": "ok", "store": self.store.url, "backend": self.store.backend, "catalogs": n,
-                "read_only_session": True, "role_can_write": self.role_can_write,
-                "max_radius_deg": self.settings.max_radius, "max_rows": self.settings.max_rows}
+        # Where the database is and who connects stay out: /health is for anyone who can reach the port.
+        return {"status": "ok", "version": __version__, "schema_revision": _schema_revision(),
+                "backend": self.store.backend, "catalogs": n, "read_only_session": True,
+                "role_can_write": self.role_can_write, "max_radius_deg": self.settings.max_radius,
+                "max_rows": self.settings.max_rows, "max_body_bytes": self.settings.max_body}
 
     def check_role(self) -> None:
         """Log a warning when the PostgreSQL role could write (the service never does, but a
@@ -141,7 +158,7 @@ class Service:
         try:
             self.health()
         except Exception as exc:  # noqa: BLE001 - startup must not fail on a down database
-            log.warning("store not reachable at startup (%s); serving 503 until it is", exc)
+            log.warning("store not reachable at startup (%s); serving 503 until it is", one_line(exc))
             return
         if self.role_can_write:
             log.warning("the service's PostgreSQL role can write to the store; it never writes (every "

@@ -7,6 +7,7 @@ bad input, the parameter it is about; each protocol renders it its own way (a VO
 from __future__ import annotations
 
 import logging
+import re
 import sqlite3
 
 import sqlalchemy as sa
@@ -55,6 +56,15 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class BodyTooLarge(ServiceError):
+    """413: the request body is larger than the service's ``max_body`` bytes."""
+
+    status = 413
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"body: larger than this service's limit of {limit} bytes", "body")
+
+
 def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sa.exc.DBAPIError):
         if exc.connection_invalidated:
@@ -71,10 +81,39 @@ def _is_unavailable(exc: BaseException) -> bool:
     return isinstance(exc, sa.exc.OperationalError)
 
 
-def unavailable_message(exc: BaseException) -> str:
+def one_line(exc: BaseException) -> str:
+    """The first line of a database error (without SQLAlchemy's statement and background link)."""
     orig = getattr(exc, "orig", None) or exc
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    return f"the catalog database is unavailable ({first}); retry later"
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
+# libpq names the server ('connection to server at "host" (addr), port 5432 failed: ') and quotes
+# hosts, sockets, users and databases ('for user "reader"'): none of it is the clients' business.
+_SERVER = re.compile(r'connection to server (?:at|on socket) "[^"]*"(?: \([^)]*\))?(?:, port \d+)? failed: ')
+_QUOTED = re.compile(r'"[^"]*"')
+
+
+def public_reason(text: str) -> str:
+    """``text`` (one line of a database error) without the server's address, user or database names.
+
+    Parameters
+    ----------
+    text : str
+        A database driver's message.
+
+    Returns
+    -------
+    str
+        The message with every quoted name replaced by ``"…"``.
+    """
+    first = text.strip().splitlines()[0] if text.strip() else "unknown error"
+    return _QUOTED.sub('"…"', _SERVER.sub("", first)).replace("FATAL:  ", "")
+
+
+def unavailable_message(exc: BaseException) -> str:
+    """The client's 503 message: why the database is unavailable, without where it is or who connects."""
+    return f"the catalog database is unavailable ({public_reason(one_line(exc))}); retry later"
 
 
 def call_store(store, fn, *args, **kwargs):
@@ -92,7 +131,7 @@ def call_store(store, fn, *args, **kwargs):
         except CatalogNotFoundError as exc:
             raise NotFound(str(exc)) from None
         except ConfigError as exc:  # cannot open the store, or it is not initialized / upgraded
-            raise Unavailable(str(exc).replace(store.url, "the catalog database")) from None
+            raise Unavailable(public_reason(str(exc).replace(store.url, "the catalog database"))) from None
         except QueryError as exc:
             raise BadParameter(_query_error_parameter(str(exc)), str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - classified below
@@ -100,8 +139,68 @@ def call_store(store, fn, *args, **kwargs):
                 raise
             store.engine.dispose()  # drop every pooled connection: they died with the server
             if attempt == 2:
-                log.warning("database unavailable: %s", exc)
+                log.warning("database unavailable: %s", one_line(exc))
                 raise Unavailable(unavailable_message(exc)) from None
+
+
+# What SQLAlchemy's pool logs, with a full traceback, for each connection a database restart killed.
+_POOL_FAULTS = ("Exception during reset", "Exception closing connection", "Exception terminating connection",
+                "Error closing cursor")
+
+
+class PoolFaultFilter(logging.Filter):
+    """Turns the connection pool's traceback about a dead connection into one warning line.
+
+    After a database restart every pooled connection fails its reset (the rollback when it is
+    returned to the pool) or its close; SQLAlchemy then discards it, which is all that is needed,
+    but logs each as an ERROR with a traceback. This filter rewrites such a record in place:
+    level WARNING, message ``"<what failed>: <exception type>: <first line>; the connection is
+    discarded"``, no traceback. Every other record passes unchanged.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Rewrite a pool fault record; keep every record.
+
+        Parameters
+        ----------
+        record : logging.LogRecord
+            A record of the pool's logger.
+
+        Returns
+        -------
+        bool
+            Always True (the record is logged, maybe rewritten).
+        """
+        if not (record.exc_info and isinstance(record.msg, str) and record.msg.startswith(_POOL_FAULTS)):
+            return True
+        exc = record.exc_info[1]
+        what = record.msg.replace(" %r", "")      # the connection's repr names the server: left out
+        record.msg = "%s: %s: %s; the connection is discarded"
+        record.args = (what, type(exc).__name__, one_line(exc) if exc is not None else "")
+        record.exc_info = None
+        record.exc_text = None
+        record.levelno, record.levelname = logging.WARNING, logging.getLevelName(logging.WARNING)
+        return True
+
+
+def quiet_pool_faults(engine: sa.Engine) -> logging.Logger:
+    """Install :class:`PoolFaultFilter` on the logger of ``engine``'s pool (once per logger).
+
+    Parameters
+    ----------
+    engine : sqlalchemy.Engine
+        The store's engine.
+
+    Returns
+    -------
+    logging.Logger
+        The pool's logger (shared by every pool of the same class in the process).
+    """
+    logger = engine.pool.logger
+    logger = getattr(logger, "logger", logger)   # a pool created with echo wraps its Logger
+    if not any(isinstance(f, PoolFaultFilter) for f in logger.filters):
+        logger.addFilter(PoolFaultFilter())
+    return logger
 
 
 def _query_error_parameter(message: str) -> str:

@@ -14,12 +14,11 @@ import numpy as np
 
 from .rows import Rows
 
-# name -> (VOTable datatype, UCD, VOUnit). SCS 1.03 requires the UCD1 words ID_MAIN (a char
-# column), POS_EQ_RA_MAIN and POS_EQ_DEC_MAIN (doubles); the others use UCD1+.
+# name -> (VOTable datatype, UCD1+, VOUnit).
 VOTABLE_FIELDS: dict[str, tuple[str, str, str | None]] = {
-    "source_id": ("char", "ID_MAIN", None),
-    "ra": ("double", "POS_EQ_RA_MAIN", "deg"),
-    "dec": ("double", "POS_EQ_DEC_MAIN", "deg"),
+    "source_id": ("char", "meta.id;meta.main", None),
+    "ra": ("double", "pos.eq.ra;meta.main", "deg"),
+    "dec": ("double", "pos.eq.dec;meta.main", "deg"),
     "distance": ("double", "pos.angDistance", "deg"),
     "ra_error": ("double", "stat.error;pos.eq.ra", "mas"),
     "dec_error": ("double", "stat.error;pos.eq.dec", "mas"),
@@ -41,9 +40,16 @@ VOTABLE_FIELDS: dict[str, tuple[str, str, str | None]] = {
     "propagated": ("boolean", "meta.code", None),
 }
 
+# SCS 1.03 requires the UCD1 words ID_MAIN (a char column), POS_EQ_RA_MAIN and POS_EQ_DEC_MAIN
+# (doubles). VOTable 1.2 and later require UCD1+, so SCS answers are VOTable 1.1 (which
+# allows UCD1; astropy's strict parse and pyvo accept it, TOPCAT reads any version); the other tables are
+# VOTable 1.3 with the UCD1+ equivalents.
+SCS_UCD1 = {"source_id": "ID_MAIN", "ra": "POS_EQ_RA_MAIN", "dec": "POS_EQ_DEC_MAIN"}
+
 VOTABLE_MEDIA_TYPE = "text/xml;content=x-votable"
-_VOT_HEAD = ('<?xml version="1.0" encoding="UTF-8"?>\n'
-             '<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n')
+_XML = '<?xml version="1.0" encoding="UTF-8"?>\n'
+_VOT_HEAD = {"1.1": _XML + '<VOTABLE version="1.1" xmlns="http://www.ivoa.net/xml/VOTable/v1.1">\n',
+             "1.3": _XML + '<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'}
 
 
 def _strings(values) -> list[str]:
@@ -59,20 +65,44 @@ def _strings(values) -> list[str]:
 
 
 def votable(rows: Rows, *, description: str, epoch: float | None, truncated: bool,
-            infos: dict[str, str] | None = None) -> bytes:
-    """A VOTable 1.3 document with one RESOURCE holding one TABLE (TABLEDATA).
+            infos: dict[str, str] | None = None, scs: bool = False) -> bytes:
+    """A VOTable document with one RESOURCE holding one TABLE (TABLEDATA).
 
-    ``QUERY_STATUS`` is OK before the table and OVERFLOW after it when ``truncated`` (DALI).
+    Parameters
+    ----------
+    rows : Rows
+        The columns and their metadata.
+    description : str
+        The RESOURCE's description.
+    epoch : float or None
+        Julian year of the positions (the COOSYS epoch), None when each is at its catalog's.
+    truncated : bool
+        Whether the row limit cut the result: ``QUERY_STATUS`` (before the table) is then
+        OVERFLOW, else OK (DALI).
+    infos : dict, optional
+        More ``INFO`` name/value pairs of the RESOURCE.
+    scs : bool
+        A Simple Cone Search 1.03 answer: VOTable 1.1 with the UCD1 words SCS requires for the
+        id and position; otherwise VOTable 1.3 with UCD1+.
+
+    Returns
+    -------
+    bytes
+        The UTF-8 document.
     """
     ep = "" if epoch is None else f' epoch="J{epoch:.6g}"'
-    out = [_VOT_HEAD, '<RESOURCE type="results">\n', f"<DESCRIPTION>{escape(description)}</DESCRIPTION>\n",
-           '<INFO name="QUERY_STATUS" value="OK"/>\n']
+    status = ('<INFO name="QUERY_STATUS" value="OVERFLOW">row limit reached: the nearest rows are returned, '
+              'the result is truncated</INFO>\n' if truncated else '<INFO name="QUERY_STATUS" value="OK"/>\n')
+    out = [_VOT_HEAD["1.1" if scs else "1.3"], '<RESOURCE type="results">\n',
+           f"<DESCRIPTION>{escape(description)}</DESCRIPTION>\n", status]
     for k, v in (infos or {}).items():
         out.append(f"<INFO name={quoteattr(k)} value={quoteattr(str(v))}/>\n")
     out.append(f'<COOSYS ID="icrs" system="ICRS"{ep}/>\n<TABLE name="results">\n')
     cols = []
     for name in rows.names:
         datatype, ucd, unit = VOTABLE_FIELDS.get(name, ("double", "", None))
+        if scs:
+            ucd = SCS_UCD1.get(name, ucd)
         attrs = f' name="{name}" datatype="{datatype}"'
         if datatype == "char":
             attrs += ' arraysize="*"'
@@ -89,19 +119,15 @@ def votable(rows: Rows, *, description: str, epoch: float | None, truncated: boo
     out.append("<DATA><TABLEDATA>\n")
     if cols:
         out.extend(f"<TR>{''.join(row)}</TR>\n" for row in zip(*cols))
-    out.append("</TABLEDATA></DATA>\n</TABLE>\n")
-    if truncated:
-        out.append('<INFO name="QUERY_STATUS" value="OVERFLOW">row limit reached: the nearest rows are '
-                   'returned, the result is truncated</INFO>\n')
-    out.append("</RESOURCE>\n</VOTABLE>\n")
+    out.append("</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n")
     return "".join(out).encode()
 
 
 def votable_error(message: str) -> bytes:
-    """The SCS error document: ``INFO name="Error"`` under VOTABLE (preferred by SCS 1.03, with
-    its erratum 3), and a DALI ``QUERY_STATUS=ERROR`` in the RESOURCE."""
+    """The SCS error document (VOTable 1.1, as the answers): ``INFO name="Error"`` under VOTABLE
+    (preferred by SCS 1.03, with its erratum 3), and a DALI ``QUERY_STATUS=ERROR`` in the RESOURCE."""
     m = quoteattr(message)
-    return (f'{_VOT_HEAD}<INFO ID="Error" name="Error" value={m}/>\n'
+    return (f'{_VOT_HEAD["1.1"]}<INFO ID="Error" name="Error" value={m}/>\n'
             f'<RESOURCE type="results">\n<INFO name="QUERY_STATUS" value="ERROR">{escape(message)}</INFO>\n'
             f"</RESOURCE>\n</VOTABLE>\n").encode()
 

@@ -4,10 +4,8 @@ from __future__ import annotations
 import math
 
 from .. import epoch as epochs
+from ..limits import EPOCH_RANGE
 from .errors import BadParameter
-
-#: Epochs outside this range of Julian years are refused (typos such as 20300 or 2.03).
-EPOCH_RANGE = (1000.0, 3000.0)
 
 
 def lower_keys(query_params) -> dict[str, str]:

@@ -99,4 +99,4 @@ def _search(svc, catalog, ra, dec, sr, verb, epoch, limit) -> bytes:
     infos = {"catalog": catalog, "row_limit": res.limit}
     if epoch is not None:
         infos["epoch"] = f"J{epoch:g}"
-    return votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated, infos=infos)
+    return votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated, infos=infos, scs=True)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..errors import ConfigError
 
@@ -11,6 +11,26 @@ ENV_MAX_RADIUS = "ASTRODB_SERVICE_MAX_RADIUS"
 ENV_MAX_ROWS = "ASTRODB_SERVICE_MAX_ROWS"
 ENV_TIMEOUT = "ASTRODB_SERVICE_STATEMENT_TIMEOUT"
 ENV_THREADS = "ASTRODB_SERVICE_THREADS"
+ENV_MAX_BODY = "ASTRODB_SERVICE_MAX_BODY"
+
+#: Default largest request body, bytes: a 1000-vertex polygon or a 500-keyword WCS is under 40 kB.
+DEFAULT_MAX_BODY = 1_048_576
+
+
+def _env_int(name: str, default: int) -> int:
+    """``$name`` as an integer, else ``default``; a bad value is a :class:`ConfigError` naming it."""
+    text = os.environ.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        return int(text)
+    except ValueError:
+        raise ConfigError(f"{name} must be an integer, got {text[:40]!r}") from None
+
+
+def _default_max_body() -> int:
+    # Read here too so that `astrodb serve`, which has no option for it, passes the variable on.
+    return _env_int(ENV_MAX_BODY, DEFAULT_MAX_BODY)
 
 
 @dataclass(frozen=True)
@@ -22,6 +42,7 @@ class Settings:
     max_rows: int = 100_000         # rows per response: the nearest ones, truncation flagged
     statement_timeout: float = 30.0  # s, PostgreSQL: a slower statement is cancelled (503)
     threads: int = 2                 # queries at once per worker process (<= the pool's 5 connections)
+    max_body: int = field(default_factory=_default_max_body)  # bytes per request body; more is 413
 
     def __post_init__(self) -> None:
         if not 0 < self.max_radius <= 180:
@@ -32,21 +53,27 @@ class Settings:
             raise ConfigError(f"threads must be within [1, 5] (the connection pool's size), got {self.threads}")
         if not self.statement_timeout > 0:
             raise ConfigError(f"statement timeout must be > 0 s, got {self.statement_timeout}")
+        if self.max_body < 1:
+            raise ConfigError(f"max body must be >= 1 byte, got {self.max_body}")
 
     @classmethod
     def from_env(cls, **overrides) -> "Settings":
+        """Settings from the ``ASTRODB_*`` environment variables; ``overrides`` that are not None win."""
         env = os.environ
         values = {"store_url": env.get("ASTRODB_URL") or None,
                   "max_radius": float(env.get(ENV_MAX_RADIUS, cls.max_radius)),
                   "max_rows": int(env.get(ENV_MAX_ROWS, cls.max_rows)),
                   "statement_timeout": float(env.get(ENV_TIMEOUT, cls.statement_timeout)),
-                  "threads": int(env.get(ENV_THREADS, cls.threads))}
+                  "threads": int(env.get(ENV_THREADS, cls.threads)),
+                  "max_body": _env_int(ENV_MAX_BODY, DEFAULT_MAX_BODY)}
         values.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**values)
 
     def to_env(self) -> dict[str, str]:
+        """The environment variables :meth:`from_env` rebuilds these settings from."""
         env = {ENV_MAX_RADIUS: repr(self.max_radius), ENV_MAX_ROWS: str(self.max_rows),
-               ENV_TIMEOUT: repr(self.statement_timeout), ENV_THREADS: str(self.threads)}
+               ENV_TIMEOUT: repr(self.statement_timeout), ENV_THREADS: str(self.threads),
+               ENV_MAX_BODY: str(self.max_body)}
         if self.store_url:
             env["ASTRODB_URL"] = self.store_url
         return env

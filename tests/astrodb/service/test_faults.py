@@ -2,6 +2,7 @@
 and comes back (a private PostgreSQL cluster this test starts and stops itself)."""
 from __future__ import annotations
 
+import logging
 import os
 import re
 import shutil
@@ -139,8 +140,9 @@ def private_pg(backend):
         pg.cleanup()
 
 
-def test_database_down_gives_503_and_the_service_recovers_by_itself(private_pg):
+def test_database_down_gives_503_and_the_service_recovers_by_itself(private_pg, caplog):
     pg = private_pg
+    caplog.set_level(logging.WARNING)
     with make_client(pg.url("svc")) as c:
         for _ in range(3):                      # fill the pool with connections that will die
             assert c.get("/v1/cone", params=CONE).status_code == 200
@@ -169,3 +171,8 @@ def test_database_down_gives_503_and_the_service_recovers_by_itself(private_pg):
     finally:
         if not (pg.data / "postmaster.pid").exists():
             pg.start()
+    # the log: one line per event, no traceback (the pool's dead connections included)
+    assert any("Exception during reset" in r.getMessage() for r in caplog.records)
+    for r in caplog.records:
+        if r.name.startswith(("sqlalchemy", "astrodb")):
+            assert r.exc_info is None and "\n" not in r.getMessage() and r.levelno <= logging.WARNING, r.getMessage()

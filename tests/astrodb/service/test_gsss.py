@@ -96,8 +96,5 @@ def test_ra_wraps_and_votable_format(client, store):
     v = client.get("/vo/CatalogSearch.aspx", params={"RA": 150.0, "DEC": 2.0, "SR": 0.05, "FORMAT": "VOTABLE"})
     from astropy.io.votable import parse_single_table
     import io
-    import warnings
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        t = parse_single_table(io.BytesIO(v.content)).to_table()
+    t = parse_single_table(io.BytesIO(v.content), verify="exception").to_table()   # strict: no warning
     assert len(t) == len(old_client_rows(b.content)) > 0

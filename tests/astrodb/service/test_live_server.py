@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import socket
 import subprocess
 import sys
@@ -61,10 +62,12 @@ def test_pyvo_cone_search(server, store):
     from astropy.coordinates import SkyCoord
     server = server[0]
     pos = SkyCoord(CENTER[0], CENTER[1], unit="deg")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # astropy's W06 on the UCD1 words SCS 1.03 requires
+    from astropy.io.votable.exceptions import VOWarning
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
         res = pyvo.dal.SCSService(server + "/scs/gaia_dr3").search(pos=pos, radius=0.1)
         full = pyvo.dal.conesearch(server + "/scs/gaia_dr3", pos, radius=0.05, verbosity=3)
+    assert not [str(w.message) for w in caught if issubclass(w.category, VOWarning)]   # e.g. no W06 on ID_MAIN
     ref = store.cone(*CENTER, 0.1, catalog="gaia_dr3")
     assert len(res) == len(ref) > 50
     assert [int(r.id) for r in res] == list(ref["source_id"])
@@ -74,6 +77,61 @@ def test_pyvo_cone_search(server, store):
         pyvo.dal.SCSService(server + "/scs/nosuch").search(pos=pos, radius=0.1)
     with pytest.raises(pyvo.dal.DALQueryError, match="SR: must be <= 1"):
         pyvo.dal.SCSService(server + "/scs/gaia_dr3").search(pos=pos, radius=2.0)
+
+
+def _raw(base: str) -> socket.socket:
+    host, port = base.rsplit("/", 1)[1].split(":")
+    return socket.create_connection((host, int(port)), timeout=10)
+
+
+def _response(sock: socket.socket) -> bytes:
+    """What the server sent until it closed the connection (or 10 s passed)."""
+    data = b""
+    try:
+        while chunk := sock.recv(65536):
+            data += chunk
+    except (ConnectionResetError, TimeoutError):
+        pass
+    return data
+
+
+def test_a_declared_body_over_the_limit_is_413_without_waiting_for_it(server):
+    # Content-Length says 1 GB, 2 bytes follow: a server that read the body would wait for the rest.
+    t = time.monotonic()
+    with _raw(server[0]) as sock:
+        sock.sendall(b"POST /v1/footprint HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 1000000000\r\n\r\n{}")
+        data = _response(sock)
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    assert time.monotonic() - t < 5
+    body = json.loads(data.split(b"\r\n\r\n", 1)[1])
+    assert body["error"]["parameter"] == "body" and "1048576 bytes" in body["error"]["message"]
+
+
+def test_a_chunked_body_is_cut_off_once_past_the_limit(server):
+    chunk = b" " * 65536
+    sent = 0
+    with _raw(server[0]) as sock:
+        sock.sendall(b"POST /v1/footprint HTTP/1.1\r\nHost: test\r\nContent-Type: application/json\r\n"
+                     b"Transfer-Encoding: chunked\r\n\r\n")
+        while sent < 256 * 2 ** 20 and not select.select([sock], [], [], 0)[0]:   # until the server answers
+            try:
+                sock.sendall(b"%x\r\n%s\r\n" % (len(chunk), chunk))
+            except (BrokenPipeError, ConnectionResetError, TimeoutError):
+                break
+            sent += len(chunk)
+        data = _response(sock)
+    assert data.startswith(b"HTTP/1.1 413 "), data[:200]
+    assert sent < 8 * 2 ** 20        # answered soon after the first MB, not after the 256 MB offered
+
+
+def test_head_on_the_real_server(server):
+    base = server[0]
+    for path in ("/health", "/scs/gaia_dr3?RA=150&DEC=2&SR=0.05", "/v1/catalogs", "/openapi.json"):
+        g, h = httpx.get(base + path, timeout=10), httpx.head(base + path, timeout=10)
+        assert h.status_code == g.status_code == 200 and h.content == b"", path
+        assert h.headers["content-length"] == str(len(g.content)) and h.headers["content-type"] == \
+            g.headers["content-type"], path
 
 
 STCAL = """
