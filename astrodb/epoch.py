@@ -406,6 +406,11 @@ def propagate(ra, dec, pmra, pmdec, parallax, radial_velocity, ref_epoch, epoch,
         ``ra`` (deg, wrapped to [0, 360)), ``dec`` (deg) and ``moved``. Inputs are broadcast
         together; scalar inputs give arrays of shape (1,).
 
+    Raises
+    ------
+    ValueError
+        A declination outside [-90, 90] deg.
+
     Notes
     -----
     Missing values are NaN or masked entries of a numpy masked array. A source whose pmra or
@@ -417,6 +422,10 @@ def propagate(ra, dec, pmra, pmdec, parallax, radial_velocity, ref_epoch, epoch,
     """
     cols = [_column(ra), _column(dec), _column(pmra), _column(pmdec), _column(parallax),
             _column(radial_velocity)]
+    with np.errstate(invalid="ignore"):
+        beyond = np.abs(cols[1]) > 90.0
+    if np.any(beyond):  # a pole crossed by the input, not by the motion: (10, 95) is no position
+        raise ValueError(f"dec must be within [-90, 90] deg, got {np.asarray(cols[1])[beyond].ravel()[:3].tolist()}")
     dt = _epoch_column(epoch) - _epoch_column(ref_epoch)
     shape = np.broadcast_shapes(*(c.shape for c in cols), dt.shape)
     shape = shape if len(shape) else (1,)

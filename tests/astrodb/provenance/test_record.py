@@ -104,6 +104,21 @@ def test_provenance_is_append_only(db_factory, scene):
             with store.engine.begin() as conn:
                 conn.execute(sa.text("TRUNCATE prov_images"))
     assert _runs(store)[0]["status"] == "success" and len(_images(store, run_id)) == 3
+    # REPLACE and UPSERT rewrite a row through its key: refused too (SQLite's REPLACE deletes the
+    # old row without the DELETE trigger).
+    if store.engine.dialect.name == "sqlite":
+        rewrites = [f"INSERT OR REPLACE INTO prov_runs SELECT * FROM prov_runs WHERE run_id = '{run_id}'",
+                    f"REPLACE INTO prov_images SELECT * FROM prov_images WHERE run_id = '{run_id}'",
+                    f"INSERT INTO prov_runs SELECT * FROM prov_runs WHERE run_id = '{run_id}' "
+                    "ON CONFLICT (run_id) DO UPDATE SET status = 'tampered'"]
+    else:
+        rewrites = [f"INSERT INTO prov_runs SELECT * FROM prov_runs WHERE run_id = '{run_id}' "
+                    "ON CONFLICT (run_id) DO UPDATE SET status = 'tampered'"]
+    for stmt in rewrites:
+        with pytest.raises(sa.exc.DBAPIError, match="append-only"):
+            with store.engine.begin() as conn:
+                conn.execute(sa.text(stmt))
+    assert _runs(store)[0]["status"] == "success" and len(_images(store, run_id)) == 3
     store.close()
 
 

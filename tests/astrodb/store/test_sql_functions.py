@@ -383,3 +383,14 @@ def test_readme_examples_run(store, catalog_name):
     cols, rows = outputs[5]
     assert cols == ["ra", "dec"] and separation_deg(rows[0][0], rows[0][1], p.ra[0], p.dec[0]) < TOL_MAS * MAS
     assert outputs[6][1][0][0] == pytest.approx(epochs.displacement_bound(10362.4, 0.0, 14.0), rel=1e-14)
+
+
+@pytest.mark.parametrize("ra, dec, what", [(10.0, 95.0, "dec"), (10.0, -90.5, "dec"), ("'NaN'", 10.0, "ra"),
+                                          (10.0, "'NaN'", "dec"), ("'Infinity'", 10.0, "ra")])
+def test_propagate_refuses_impossible_positions(store, ra, dec, what):
+    # (10, 95) used to come back as (190, 85) and (NaN, NaN) as (0, 90).
+    _require_pg(store)
+    with pytest.raises(sa.exc.DBAPIError, match=f"astrodb.propagate: {what} must be"):
+        _sql(store, f"SELECT * FROM astrodb.propagate({ra}, {dec}, 1, 1, 1, 0, 2016, 2030)")
+    with pytest.raises(ValueError, match="dec must be within"):
+        epochs.propagate(10.0, 95.0, 1.0, 1.0, 1.0, 0.0, 2016.0, 2030.0)
