@@ -6,10 +6,13 @@
   degrees (a column in radians or arcsec, or garbage such as 1e308).
 - Proper motions up to 100"/yr per axis (ten times Barnard's star, the fastest known) and
   parallaxes up to 2" (four times Proxima Centauri's): larger ones are errors.
+- Catalog names: 1-64 letters, digits, '_', '-' or '.', starting with a letter or digit (they
+  appear in URLs, SQL calls, file names and one-line messages).
 """
 from __future__ import annotations
 
 import math
+import re
 
 import numpy as np
 
@@ -21,6 +24,19 @@ RA_RANGE = (-360.0, 720.0)
 MAX_PM = 100_000.0
 #: Largest accepted parallax, mas.
 MAX_PARALLAX = 2_000.0
+#: Catalog names.
+CATALOG_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+
+
+def catalog_name_problem(name) -> str | None:
+    """Why ``name`` cannot name a catalog (None if it can); the text quotes at most 40 characters."""
+    if not isinstance(name, str):
+        return f"a catalog name must be a string, got {type(name).__name__}"
+    if CATALOG_NAME.fullmatch(name) is None:
+        shown = repr(name[:40]) + ("..." if len(name) > 40 else "")
+        return (f"{shown} is not a catalog name: 1-64 letters, digits, '_', '-' or '.', starting with a letter "
+                "or digit")
+    return None
 
 
 def epoch_problem(value: float) -> str | None:

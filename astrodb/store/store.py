@@ -1,6 +1,7 @@
 """The :class:`Store`: one object for initializing, loading and querying a catalog store."""
 from __future__ import annotations
 
+import difflib
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -10,7 +11,7 @@ from astropy.table import Table
 
 from .. import epoch as epochs
 from .. import limits
-from ..errors import CatalogNotFoundError, ConfigError, QueryError
+from ..errors import CatalogNotFoundError, ConfigError, IngestError, QueryError
 from ..query.regions import Cone, make_region
 from ..query.search import CatalogStats, search
 from . import migrate, partitions
@@ -117,11 +118,22 @@ class Store:
         raise CatalogNotFoundError(self._not_found(name))
 
     def _not_found(self, name: str) -> str:
+        problem = limits.catalog_name_problem(name)
+        if problem:
+            return problem
         with self.engine.connect() as conn:
             names = conn.execute(sa.select(catalogs.c.name).order_by(catalogs.c.name)).scalars().all()
-        return f"no catalog {name!r} in the store (catalogs: {', '.join(names) or 'none'})"
+        # A short message whatever the store holds: the nearest names, or the first few.
+        near = difflib.get_close_matches(name, names, n=5, cutoff=0.6)
+        shown = near or list(names[:10])
+        more = f" and {len(names) - len(shown)} more (astrodb catalogs)" if len(names) > len(shown) else ""
+        label = "did you mean" if near else "catalogs"
+        return f"no catalog {name!r} in the store ({label}: {', '.join(shown) or 'none'}{more})"
 
     def _stats(self, conn: sa.Connection, name: str) -> CatalogStats:
+        problem = limits.catalog_name_problem(name)
+        if problem:  # before any SQL: a 10-MB "name" is no query parameter
+            raise CatalogNotFoundError(problem)
         mark = "%s" if conn.dialect.name == "postgresql" else "?"
         row = conn.exec_driver_sql(_STATS_SQL + mark, (name,)).first()  # hot path: no SQL compilation
         if row is None:
@@ -181,6 +193,9 @@ class Store:
         from ..ingest.catalog import ingest_rows
         from ..ingest.table_reader import read_catalog
 
+        problem = limits.catalog_name_problem(name)
+        if problem:
+            raise IngestError(problem)
         self._require_schema()
         rows = read_catalog(source, epoch=epoch, id_column=id_column, format=format)
         with self.engine.begin() as conn:
@@ -216,6 +231,9 @@ class Store:
         """
         from ..ingest.gaia import ingest_gaia
 
+        problem = None if catalog is None else limits.catalog_name_problem(catalog)
+        if problem:
+            raise IngestError(problem)
         self._require_schema()
         if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__"):
             paths = [paths]

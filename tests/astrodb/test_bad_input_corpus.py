@@ -144,3 +144,29 @@ def test_query_epochs_follow_the_same_rule(base, epoch):
         base.footprint([[9, 1], [11, 1], [11, 3], [9, 3]], catalog="good", epoch=epoch)
     rc, out, err = _run(base.url, ["cone", "10", "2", "1", "--catalog", "good", f"--epoch={epoch}"])
     assert rc == 2 and "epoch" in err and err.count("\n") == 1, err
+
+
+@pytest.mark.parametrize("name", ["", "two\nlines", "tab\there", "x" * 10_000_000, "-dash", "a b", "ünï", "a" * 65])
+def test_catalog_names_are_checked(base, tmp_path, name):
+    before = _counts(base)
+    good = tmp_path / "ok.ecsv"
+    Table({"ra": [10.0], "dec": [2.0]}).write(good)
+    with pytest.raises(astrodb.IngestError, match="is not a catalog name") as exc:
+        base.ingest_catalog(str(good), name, epoch=2016.0)
+    assert len(str(exc.value)) < 300 and "\n" not in str(exc.value)
+    with pytest.raises(astrodb.CatalogNotFoundError, match="is not a catalog name") as exc:
+        base.cone(10.0, 2.0, 1.0, catalog=name)
+    assert len(str(exc.value)) < 300
+    assert _counts(base) == before
+
+
+def test_an_unknown_catalog_names_the_near_ones_only(base, tmp_path):
+    for k in range(30):
+        Table({"ra": [10.0 + k * 0.01], "dec": [2.0]}).write(tmp_path / f"c{k}.ecsv")
+        base.ingest_catalog(str(tmp_path / f"c{k}.ecsv"), f"survey_{k:02d}", epoch=2016.0)
+    with pytest.raises(astrodb.CatalogNotFoundError) as exc:
+        base.cone(10.0, 2.0, 1.0, catalog="survey_1")
+    msg = str(exc.value)
+    assert "did you mean: survey_" in msg and "more (astrodb catalogs)" in msg and len(msg) < 300, msg
+    with pytest.raises(astrodb.CatalogNotFoundError, match="catalogs: good"):
+        base.cone(10.0, 2.0, 1.0, catalog="zzz")
