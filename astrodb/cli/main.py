@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+import warnings
 
 import numpy as np
 
@@ -88,12 +89,12 @@ def _parser() -> argparse.ArgumentParser:
 
     fp = sub.add_parser("footprint", help="sources inside a polygon or an image",
                         description="Sources inside a spherical polygon (--polygon) or on an image's "
-                        "pixels (--wcs FITS file with its header's NAXIS1/2, or --shape).")
+                        "pixels (--wcs FITS file with its header's NAXIS1/2 or IMAGEW/IMAGEH, or --shape).")
     g = fp.add_mutually_exclusive_group(required=True)
     g.add_argument("--polygon", help="vertices 'ra,dec ra,dec ra,dec ...' in degrees")
     g.add_argument("--wcs", metavar="FITS", help="FITS file whose header holds the image WCS")
     fp.add_argument("--hdu", default=0, help="HDU of --wcs (number or name)")
-    fp.add_argument("--shape", help="image shape NY,NX when the header lacks NAXIS1/2")
+    fp.add_argument("--shape", help="image shape NY,NX when the header lacks NAXIS1/2 and IMAGEW/IMAGEH")
     query_options(fp)
 
     drop = sub.add_parser("drop", help="delete a catalog", description="Delete a catalog and its sources.")
@@ -136,19 +137,52 @@ def _region(args):
             raise QueryError(f"--polygon must be 'ra,dec ra,dec ...' in degrees, got {args.polygon!r}")
         return np.array(verts)
     from astropy.io import fits
-    from astropy.wcs import WCS
+    from astropy.wcs import WCS, FITSFixedWarning
     hdu = int(args.hdu) if str(args.hdu).isdigit() else args.hdu
     try:
         header = fits.getheader(args.wcs, hdu)
     except (OSError, KeyError, IndexError) as exc:
         raise QueryError(f"{args.wcs}: cannot read FITS header {hdu!r}: {exc}") from None
-    if args.shape:
-        shape = tuple(int(v) for v in args.shape.split(","))
-    elif "NAXIS1" in header and header.get("NAXIS", 0) >= 2:
-        shape = (header["NAXIS2"], header["NAXIS1"])
-    else:
-        raise QueryError(f"{args.wcs}: header has no NAXIS1/NAXIS2; give --shape NY,NX")
-    return WCS(header).celestial, shape
+    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else _image_shape(header)
+    if shape is None:
+        raise QueryError(f"{args.wcs}: header has no image size (NAXIS1/NAXIS2, ZNAXIS1/ZNAXIS2 or "
+                         f"IMAGEW/IMAGEH); give --shape NY,NX")
+    with warnings.catch_warnings():
+        # A header-only file (NAXIS = 0) makes astropy warn that the WCS has more axes than the image.
+        warnings.simplefilter("ignore", FITSFixedWarning)
+        return WCS(header).celestial, shape
+
+
+def _positive_int(header, *names: str) -> int | None:
+    """The first of ``names`` that the header holds as a positive integer, else None."""
+    for name in names:
+        value = header.get(name)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return None
+
+
+def _image_shape(header) -> tuple[int, int] | None:
+    """Image shape (NY, NX) of a FITS header, as ``aligner.make_corrector`` reads it.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Header holding the image WCS.
+
+    Returns
+    -------
+    tuple of int or None
+        From NAXIS1/NAXIS2, else ZNAXIS1/ZNAXIS2 (tile-compressed images seen raw), else
+        IMAGEW/IMAGEH (header-only files such as astrometry.net's); None when none is there.
+    """
+    # NAXISn count only when NAXIS says the HDU has two axes: a header-only file has NAXIS = 0.
+    if header.get("NAXIS", 0) >= 2:
+        nx, ny = _positive_int(header, "NAXIS1"), _positive_int(header, "NAXIS2")
+        if nx and ny:
+            return ny, nx
+    nx, ny = _positive_int(header, "ZNAXIS1", "IMAGEW"), _positive_int(header, "ZNAXIS2", "IMAGEH")
+    return (ny, nx) if nx and ny else None
 
 
 def _print_catalogs(store) -> None:

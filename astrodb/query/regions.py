@@ -78,6 +78,42 @@ class Cone:
         return separation_deg(self.ra, self.dec, ra, dec) <= self.radius
 
 
+def _check_simple(x: np.ndarray, y: np.ndarray) -> None:
+    """Raise :class:`QueryError` unless the polygon (x, y) (gnomonic, so great-circle edges are
+    straight) has an area and no two of its edges cross: a region, not a line or a bow tie."""
+    n = len(x)
+    if n >= 4:
+        _check_no_crossing(x, y)
+    span = max(float(np.ptp(x)), float(np.ptp(y)), 1e-300)
+    area = 0.5 * abs(float(np.dot(x, np.roll(y, -1)) - np.dot(y, np.roll(x, -1))))
+    if area <= 1e-12 * span * span:
+        raise QueryError("polygon has no area: its vertices lie on one great circle")
+
+
+def _check_no_crossing(x: np.ndarray, y: np.ndarray) -> None:
+    """Raise :class:`QueryError` if two edges of the polygon (x, y) cross (a bow tie)."""
+    n = len(x)
+    # Edge k runs from vertex k to k + 1; edges sharing a vertex are not compared.
+    ax, ay, bx, by = x, y, np.roll(x, -1), np.roll(y, -1)
+    i, j = np.triu_indices(n, 2)
+    keep = ~((i == 0) & (j == n - 1))
+    i, j = i[keep], j[keep]
+    # Orientations within rounding of zero count as touching, not crossing (a repeated vertex,
+    # an edge of length 1e-16, three nearly collinear vertices).
+    eps = 1e-12 * max(float(np.ptp(x)), float(np.ptp(y)), 1e-300) ** 2
+
+    def side(px, py, qx, qy, rx, ry):
+        cross = (qx - px) * (ry - py) - (qy - py) * (rx - px)
+        return np.where(np.abs(cross) > eps, np.sign(cross), 0.0)
+
+    d1 = side(ax[i], ay[i], bx[i], by[i], ax[j], ay[j])
+    d2 = side(ax[i], ay[i], bx[i], by[i], bx[j], by[j])
+    d3 = side(ax[j], ay[j], bx[j], by[j], ax[i], ay[i])
+    d4 = side(ax[j], ay[j], bx[j], by[j], bx[i], by[i])
+    if np.any((d1 * d2 < 0) & (d3 * d4 < 0)):
+        raise QueryError("polygon edges cross each other: give the vertices in order around the region")
+
+
 class Polygon:
     """A spherical polygon with great-circle edges, given by its vertices (any orientation).
 
@@ -109,6 +145,7 @@ class Polygon:
         self._e1 = e1 / np.linalg.norm(e1)
         self._e2 = np.cross(self._c, self._e1)
         self._x, self._y = self._project(v)
+        _check_simple(self._x, self._y)
         cra = math.degrees(math.atan2(self._c[1], self._c[0])) % 360.0
         cdec = math.degrees(math.asin(max(-1.0, min(1.0, self._c[2]))))
         # A cap of radius < 90 deg is convex, so it holds the great-circle edges between vertices.
