@@ -213,8 +213,18 @@ class WCSFootprint:
         x0, x1, y0, y1 = -0.5, self.nx - 0.5, -0.5, self.ny - 0.5
         bx = np.concatenate((x0 + t * (x1 - x0), np.full_like(t, x1), x1 - t * (x1 - x0), np.full_like(t, x0)))
         by = np.concatenate((np.full_like(t, y0), y0 + t * (y1 - y0), np.full_like(t, y1), y1 - t * (y1 - y0)))
-        bra, bdec = (np.asarray(a, float) for a in wcs.pixel_to_world_values(bx, by))
-        cra, cdec = (float(a) for a in wcs.pixel_to_world_values((self.nx - 1) / 2.0, (self.ny - 1) / 2.0))
+        prm = getattr(wcs, "wcs", None)  # an astropy WCS: wcslib maps a NaN CD to finite nonsense
+        if prm is not None and hasattr(prm, "get_pc"):
+            matrix = prm.cd if prm.has_cd() else prm.get_pc() * np.asarray(prm.cdelt, float)[:, None]
+            if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(prm.crval))):
+                raise QueryError("the WCS has a non-finite CD/PC matrix or CRVAL: it maps the image nowhere")
+        try:
+            bra, bdec = (np.asarray(a, float) for a in wcs.pixel_to_world_values(bx, by))
+            cra, cdec = (float(a) for a in wcs.pixel_to_world_values((self.nx - 1) / 2.0, (self.ny - 1) / 2.0))
+        except Exception as exc:  # wcslib's SingularMatrixError and the like
+            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+            raise QueryError(f"the WCS cannot map pixels to the sky ({type(exc).__name__}: {first}): a singular "
+                             "CD/PC matrix?") from None
         if not (np.all(np.isfinite(bra)) and np.all(np.isfinite(bdec)) and math.isfinite(cra)):
             raise QueryError("the WCS does not map the image's edges to the sky")
         self.boundary = np.stack((bra % 360.0, bdec), axis=1)

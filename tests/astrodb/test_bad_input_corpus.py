@@ -170,3 +170,24 @@ def test_an_unknown_catalog_names_the_near_ones_only(base, tmp_path):
     assert "did you mean: survey_" in msg and "more (astrodb catalogs)" in msg and len(msg) < 300, msg
     with pytest.raises(astrodb.CatalogNotFoundError, match="catalogs: good"):
         base.cone(10.0, 2.0, 1.0, catalog="zzz")
+
+
+@pytest.mark.parametrize("cd, words", [(np.full((2, 2), np.nan), "non-finite CD/PC"),
+                                       (np.zeros((2, 2)), "singular CD/PC")])
+def test_a_footprint_through_a_broken_wcs_says_so(base, cd, words):
+    # It used to return an empty table (NaN CD) or raise astropy's multi-line SingularMatrixError.
+    from astropy.wcs import WCS
+
+    w = WCS(naxis=2)
+    w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
+    w.wcs.crval, w.wcs.crpix, w.wcs.cd = [10.0, 2.0], [50.0, 50.0], cd
+    with pytest.raises(astrodb.QueryError, match=words) as exc:
+        base.footprint((w, (100, 100)), catalog="good")
+    assert "\n" not in str(exc.value)
+
+
+@pytest.mark.parametrize("polygon, words", [("10,10 11,11 11,10 10,11", "cross each other"),
+                                            ("10,0 20,0 30,0", "no area")])
+def test_polygons_that_are_no_region(base, polygon, words):
+    rc, out, err = _run(base.url, ["footprint", "--polygon", polygon, "--catalog", "good"])
+    assert rc == 2 and words in err and err.count("\n") == 1, err
