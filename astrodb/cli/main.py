@@ -10,10 +10,11 @@ import sys
 import warnings
 
 import numpy as np
+import sqlalchemy as sa
 
 from .. import AstrodbError, connect
 from ..epoch import DEFAULT_PM_PRIOR
-from ..errors import QueryError
+from ..errors import CatalogExistsError, QueryError
 from . import audit
 from .output import FORMATS, write_table
 
@@ -205,8 +206,11 @@ def _demo(store) -> None:
     names = [c.name for c in store.catalogs()]
     if "hip" not in names:
         t = hipparcos()
-        res = store.ingest_catalog(t, "hip", epoch=HIPPARCOS_EPOCH, description=t.meta["description"])
-        print(res)
+        try:
+            res = store.ingest_catalog(t, "hip", epoch=HIPPARCOS_EPOCH, description=t.meta["description"])
+            print(res)
+        except CatalogExistsError:  # a demo started at the same time loaded it first
+            print("catalog 'hip' loaded meanwhile by another process")
     else:
         print("catalog 'hip' already in the store")
     print("\nBarnard's star (HIP 87937) moves 10.4 arcsec/yr: the same cone finds it at another "
@@ -268,6 +272,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("astrodb: interrupted", file=sys.stderr)
         return 130
+    except sa.exc.DBAPIError as exc:  # the database's own refusal: what it means, in one line
+        from ..store.engine import describe_database_error
+        print(f"astrodb: error: {describe_database_error(exc)}", file=sys.stderr)
+        return 1
     except Exception as exc:  # noqa: BLE001 - one line, not a traceback, for any failure
         print(f"astrodb: unexpected error: {type(exc).__name__}: {exc}", file=sys.stderr)
         return 1

@@ -68,9 +68,13 @@ def ingest_rows(conn: sa.Connection, rows: CatalogRows, name: str, *, kind: str 
     now = datetime.now(timezone.utc)
     cols = rows.columns
     stats = motion_stats(cols)
-    cat_id = conn.execute(catalogs.insert().values(
-        name=name, kind=kind, ref_epoch=rows.ref_epoch, description=description, row_count=len(rows),
-        created_at=now, **stats).returning(catalogs.c.id)).scalar_one()
+    try:
+        cat_id = conn.execute(catalogs.insert().values(
+            name=name, kind=kind, ref_epoch=rows.ref_epoch, description=description, row_count=len(rows),
+            created_at=now, **stats).returning(catalogs.c.id)).scalar_one()
+    except sa.exc.IntegrityError:  # another ingest created the name since the check above
+        raise CatalogExistsError(f"catalog {name!r} was created meanwhile by another ingest; choose another "
+                                 f"name or drop it first (astrodb drop {name})") from None
     file_id = conn.execute(source_files.insert().values(
         catalog_id=cat_id, path=rows.source, size=rows.size, sha256=rows.sha256, rows=len(rows),
         ingested_at=now).returning(source_files.c.id)).scalar_one()

@@ -40,4 +40,24 @@ def _sqlite_on_connect(dbapi_connection: sqlite3.Connection, _record) -> None:
     cur.execute("PRAGMA journal_mode = WAL")
     cur.execute("PRAGMA synchronous = NORMAL")
     cur.execute("PRAGMA cache_size = -65536")  # 64 MiB page cache
+    cur.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")  # wait for another writer, not 5 s
     cur.close()
+
+
+#: How long an SQLite store waits for another process' write to finish, ms.
+BUSY_TIMEOUT_MS = 60_000
+
+
+def describe_database_error(exc: BaseException) -> str:
+    """One line saying what a database error means for the user (no SQL, no traceback)."""
+    orig = getattr(exc, "orig", exc)
+    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
+    if "database is locked" in text or "database is busy" in text:
+        return (f"the store is busy: another process has been writing to it for over {BUSY_TIMEOUT_MS // 1000} s "
+                "(an ingest?); try again when it is done")
+    if code == "42501" or "permission denied" in text or "must be owner" in text:
+        return f"the store's database role may not do this (a read-only role?): {text}"
+    if code == "23505" or "UNIQUE constraint failed" in text:
+        return f"another process wrote the same entry meanwhile: {text}"
+    return f"{type(orig).__name__}: {text}"

@@ -191,3 +191,40 @@ def test_a_footprint_through_a_broken_wcs_says_so(base, cd, words):
 def test_polygons_that_are_no_region(base, polygon, words):
     rc, out, err = _run(base.url, ["footprint", "--polygon", polygon, "--catalog", "good"])
     assert rc == 2 and words in err and err.count("\n") == 1, err
+
+
+def test_two_ingests_under_one_name_at_once(db_factory, tmp_path):
+    # The second one to commit says the name was taken meanwhile, in one line; no raw
+    # IntegrityError or "database is locked".
+    import subprocess
+    import sys
+
+    url = db_factory.url()
+    astrodb.connect(url).init()
+    n = 200_000
+    Table({"ra": np.random.default_rng(1).uniform(0, 360, n), "dec": np.random.default_rng(2).uniform(-60, 60, n)}
+          ).write(tmp_path / "big.csv")
+    code = ("import sys; from astrodb.cli.main import main; "
+            f"sys.exit(main(['--store', {url!r}, 'ingest', 'catalog', {str(tmp_path / 'big.csv')!r}, "
+            "'--name', 'same', '--epoch', '2016']))")
+    procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for _ in range(2)]
+    results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
+    assert sorted(rc for rc, _, _ in results) in ([0, 0], [0, 2]), results
+    for rc, out, err in results:
+        if rc == 2:
+            assert err.count("\n") == 1 and ("created meanwhile" in err or "already exists" in err), err
+    store = astrodb.connect(url)
+    assert store.catalog("same").row_count == n
+    store.close()
+
+
+def test_database_errors_are_one_line():
+    from astrodb.store.engine import describe_database_error
+    import sqlite3
+
+    locked = sa.exc.OperationalError("INSERT ...", {}, sqlite3.OperationalError("database is locked"))
+    assert describe_database_error(locked).startswith("the store is busy")
+    denied = sa.exc.ProgrammingError("INSERT ...", {}, Exception("permission denied for table catalogs\nDETAIL: x"))
+    msg = describe_database_error(denied)
+    assert "read-only role" in msg and "\n" not in msg and "INSERT" not in msg
