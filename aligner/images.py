@@ -10,6 +10,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from astrodb.query.regions import linear_wcs_finite
+
 from .catalogs import image_sources, read_table
 from .errors import CatalogError, ParameterError
 from .match import bounds, kdtree, thin
@@ -99,21 +101,17 @@ def _corners(corrector, catalog_xy) -> tuple[np.ndarray, np.ndarray]:
 def _check_wcs(corrector, name: str, cra: np.ndarray, cdec: np.ndarray, x: np.ndarray, y: np.ndarray) -> None:
     """Raise :class:`ParameterError` for a WCS that maps the image to no finite sky area (a NaN
     or singular CD/PC matrix, a NaN CRVAL): wcslib maps every pixel of a NaN CD to one point."""
-    if len(cra):
-        x0, y0 = float(np.mean(_bbox_x(corrector, x))), float(np.mean(_bbox_y(corrector, y)))
+    bb = _bbox(corrector)
+    if bb is not None and len(cra):
+        x0, y0 = float(np.mean(bb[0])), float(np.mean(bb[1]))
     elif len(x):
         x0, y0 = float(np.nanmean(x)), float(np.nanmean(y))
     else:
         return
     ra, dec = (np.asarray(v, float) for v in corrector.det_to_world(np.array([x0, x0 + 1.0, x0]),
                                                                     np.array([y0, y0, y0 + 1.0])))
-    w = getattr(getattr(corrector, "wcs", None), "wcs", None)  # an astropy WCS' wcsprm
     ok = np.all(np.isfinite(ra)) and np.all(np.isfinite(dec)) and np.all(np.isfinite(cra)) \
-        and np.all(np.isfinite(cdec))
-    if ok and w is not None:
-        # wcslib maps a NaN CD/PC to finite nonsense (pixels degrees apart), so look at the matrix.
-        matrix = w.cd if w.has_cd() else w.get_pc() * np.asarray(w.cdelt, float)[:, None]
-        ok = bool(np.all(np.isfinite(matrix)) and np.all(np.isfinite(w.crval)) and np.all(np.isfinite(w.crpix)))
+        and np.all(np.isfinite(cdec)) and linear_wcs_finite(getattr(corrector, "wcs", None))
     if ok:
         # The pixel's two sides on the sky (deg): a zero cross product is no area.
         cosd = np.cos(np.radians(dec[0]))
@@ -123,16 +121,6 @@ def _check_wcs(corrector, name: str, cra: np.ndarray, cdec: np.ndarray, x: np.nd
     if not ok:
         raise ParameterError(f"the WCS of {name} maps the image to no area of the sky (a NaN or singular "
                              "CD/PC matrix, or a NaN CRVAL?)")
-
-
-def _bbox_x(corrector, x: np.ndarray) -> np.ndarray:
-    bb = _bbox(corrector)
-    return np.asarray(bb[0], float) if bb is not None else x
-
-
-def _bbox_y(corrector, y: np.ndarray) -> np.ndarray:
-    bb = _bbox(corrector)
-    return np.asarray(bb[1], float) if bb is not None else y
 
 
 def load_images(correctors, brightest: int | None = None, flux_column: str = "flux") -> list[Image]:

@@ -194,6 +194,17 @@ class Polygon:
         return inside & (v @ self._c > 0)
 
 
+def linear_wcs_finite(wcs) -> bool:
+    """False for an astropy WCS whose CD/PC matrix, CRVAL or CRPIX is not finite (True for any
+    other WCS, e.g. a gwcs): wcslib maps every pixel of a NaN CD to finite nonsense, so the
+    mapped positions alone cannot tell."""
+    prm = getattr(wcs, "wcs", None)
+    if prm is None or not hasattr(prm, "get_pc"):
+        return True
+    matrix = prm.cd if prm.has_cd() else prm.get_pc() * np.asarray(prm.cdelt, float)[:, None]
+    return bool(np.all(np.isfinite(matrix)) and np.all(np.isfinite(prm.crval)) and np.all(np.isfinite(prm.crpix)))
+
+
 class WCSFootprint:
     """The sky area an image of ``shape`` (ny, nx) covers through ``wcs``.
 
@@ -213,11 +224,8 @@ class WCSFootprint:
         x0, x1, y0, y1 = -0.5, self.nx - 0.5, -0.5, self.ny - 0.5
         bx = np.concatenate((x0 + t * (x1 - x0), np.full_like(t, x1), x1 - t * (x1 - x0), np.full_like(t, x0)))
         by = np.concatenate((np.full_like(t, y0), y0 + t * (y1 - y0), np.full_like(t, y1), y1 - t * (y1 - y0)))
-        prm = getattr(wcs, "wcs", None)  # an astropy WCS: wcslib maps a NaN CD to finite nonsense
-        if prm is not None and hasattr(prm, "get_pc"):
-            matrix = prm.cd if prm.has_cd() else prm.get_pc() * np.asarray(prm.cdelt, float)[:, None]
-            if not (np.all(np.isfinite(matrix)) and np.all(np.isfinite(prm.crval))):
-                raise QueryError("the WCS has a non-finite CD/PC matrix or CRVAL: it maps the image nowhere")
+        if not linear_wcs_finite(wcs):
+            raise QueryError("the WCS has a non-finite CD/PC matrix or CRVAL: it maps the image nowhere")
         try:
             bra, bdec = (np.asarray(a, float) for a in wcs.pixel_to_world_values(bx, by))
             cra, cdec = (float(a) for a in wcs.pixel_to_world_values((self.nx - 1) / 2.0, (self.ny - 1) / 2.0))
