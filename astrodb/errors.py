@@ -57,3 +57,11 @@ class CatalogNotFoundError(AstrodbError, LookupError):
 
 class QueryError(AstrodbError, ValueError):
     """A query's parameters are invalid (radius, position, region, epoch)."""
+
+
+def one_line(exc: BaseException) -> str:
+    """The first line of an error, of the driver's error for a database one (without
+    SQLAlchemy's statement and background link; a wcslib error without its C call stack)."""
+    orig = getattr(exc, "orig", None) or exc
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__

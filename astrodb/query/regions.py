@@ -13,7 +13,7 @@ import numpy as np
 from astropy.coordinates import SkyCoord, angular_separation
 import astropy.units as u
 
-from ..errors import QueryError
+from ..errors import QueryError, one_line
 
 
 def to_degrees(value, name: str) -> float:
@@ -230,9 +230,8 @@ class WCSFootprint:
             bra, bdec = (np.asarray(a, float) for a in wcs.pixel_to_world_values(bx, by))
             cra, cdec = (float(a) for a in wcs.pixel_to_world_values((self.nx - 1) / 2.0, (self.ny - 1) / 2.0))
         except Exception as exc:  # wcslib's SingularMatrixError and the like
-            first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
-            raise QueryError(f"the WCS cannot map pixels to the sky ({type(exc).__name__}: {first}): a singular "
-                             "CD/PC matrix?") from None
+            raise QueryError(f"the WCS cannot map pixels to the sky ({type(exc).__name__}: {one_line(exc)}): a "
+                             "singular CD/PC matrix?") from None
         if not (np.all(np.isfinite(bra)) and np.all(np.isfinite(bdec)) and math.isfinite(cra)):
             raise QueryError("the WCS does not map the image's edges to the sky")
         self.boundary = np.stack((bra % 360.0, bdec), axis=1)

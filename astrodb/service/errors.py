@@ -12,7 +12,7 @@ import sqlite3
 
 import sqlalchemy as sa
 
-from ..errors import CatalogNotFoundError, ConfigError, QueryError
+from ..errors import CatalogNotFoundError, ConfigError, QueryError, one_line
 
 log = logging.getLogger("astrodb.service")
 
@@ -79,13 +79,6 @@ def _is_unavailable(exc: BaseException) -> bool:
     if isinstance(exc, sqlite3.OperationalError):
         return True  # locked, unreadable file
     return isinstance(exc, sa.exc.OperationalError)
-
-
-def one_line(exc: BaseException) -> str:
-    """The first line of a database error (without SQLAlchemy's statement and background link)."""
-    orig = getattr(exc, "orig", None) or exc
-    text = str(orig).strip()
-    return text.splitlines()[0] if text else type(orig).__name__
 
 
 # libpq names the server ('connection to server at "host" (addr), port 5432 failed: ') and quotes

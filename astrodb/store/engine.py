@@ -6,7 +6,7 @@ import sqlite3
 from sqlalchemy import Engine, create_engine, event
 
 from ..config import resolve_url
-from ..errors import ConfigError
+from ..errors import ConfigError, one_line
 from .schema import PG_SCHEMA
 
 
@@ -50,8 +50,8 @@ BUSY_TIMEOUT_MS = 60_000
 
 def describe_database_error(exc: BaseException) -> str:
     """One line saying what a database error means for the user (no SQL, no traceback)."""
-    orig = getattr(exc, "orig", exc)
-    text = (str(orig).strip().splitlines() or [type(orig).__name__])[0]
+    orig = getattr(exc, "orig", None) or exc
+    text = one_line(exc)
     code = getattr(orig, "sqlstate", None) or getattr(getattr(orig, "diag", None), "sqlstate", None)
     if "database is locked" in text or "database is busy" in text:
         return (f"the store is busy: another process has been writing to it for over {BUSY_TIMEOUT_MS // 1000} s "
