@@ -232,9 +232,10 @@ def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
     """Remove a catalog this run created when no file of it was loaded (every file failed), so
     that a failed load leaves no trace; one that got rows meanwhile (another loader) stays."""
     with engine.begin() as conn:
-        row = conn.execute(sa.select(catalogs.c.row_count).where(catalogs.c.id == cat_id).with_for_update()
-                           if conn.dialect.name == "postgresql" else
-                           sa.select(catalogs.c.row_count).where(catalogs.c.id == cat_id)).first()
+        query = sa.select(catalogs.c.row_count).where(catalogs.c.id == cat_id)
+        if conn.dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = conn.execute(query).first()
         files = conn.execute(sa.select(sa.func.count()).select_from(source_files)
                              .where(source_files.c.catalog_id == cat_id)).scalar_one()
         if row is None or row.row_count or files:
