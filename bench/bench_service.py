@@ -57,6 +57,10 @@ class BenchStore:
     def admin(self, db: str = "postgres") -> psycopg.Connection:
         return psycopg.connect(pg_url_for(self.args.pg, db), autocommit=True)
 
+    def sky(self):
+        """The rows served as ``gaia_dr3``."""
+        return gaia_like_sky(self.args.rows)
+
     def build(self) -> tuple[str, dict]:
         import astrodb
         info = {}
@@ -67,7 +71,7 @@ class BenchStore:
         store = astrodb.connect(url)
         info["revision"] = store.init()
         t = time.perf_counter()
-        table = gaia_like_sky(self.args.rows)
+        table = self.sky()
         info["generate_s"] = time.perf_counter() - t
         log(f"generated {len(table):,} rows in {info['generate_s']:.1f} s; ingesting ...")
         t = time.perf_counter()
@@ -123,6 +127,8 @@ def start_server(url: str, args) -> tuple[subprocess.Popen, int]:
            "--workers", str(args.workers), "--no-access-log"]
     if args.threads is not None:
         cmd[-1:-1] = ["--threads", str(args.threads)]
+    if getattr(args, "heavy_radius", None) is not None:
+        cmd[-1:-1] = ["--heavy-radius", str(args.heavy_radius)]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(HERE / "out" / "service_server.log", "w"),
                             env=env, start_new_session=True)
     deadline = time.monotonic() + 60

@@ -110,11 +110,16 @@ def _parser() -> argparse.ArgumentParser:
     srv.add_argument("--workers", type=int, default=1, help="uvicorn worker processes (default %(default)s)")
     srv.add_argument("--max-radius", type=float, default=1.0, metavar="DEG",
                      help="largest cone radius / footprint size accepted (default %(default)s deg)")
-    srv.add_argument("--max-rows", type=int, default=100_000, help="rows per response at most, the nearest "
-                     "ones; truncation is flagged (default %(default)s)")
-    srv.add_argument("--threads", type=int, default=None, help="queries at once per worker, 1-5: fewer gives "
-                     "lower latency under many small cones, more keeps large cones from holding up small "
-                     "ones (default: 2 with one worker, 1 with several, which then overlap the database "
+    srv.add_argument("--max-rows", type=int, default=200_000, help="rows per response at most, the nearest "
+                     "ones; truncation is flagged (default %(default)s: a 1-deg cone at Gaia's mean density "
+                     "is ~138k)")
+    srv.add_argument("--request-timeout", type=float, default=None, metavar="S",
+                     help="each request's time: waiting, query and rendering; later is 503 (default 30)")
+    srv.add_argument("--heavy-radius", type=float, default=None, metavar="DEG",
+                     help="regions wider than this run one at a time per worker at a lower CPU priority, "
+                     "so that small cones keep flowing beside them (default 0.25)")
+    srv.add_argument("--threads", type=int, default=None, help="small queries at once per worker, 1-5 "
+                     "(default: 2 with one worker, 1 with several, which then overlap the database "
                      "waits among themselves; docs/service.md)")
     srv.add_argument("--no-access-log", action="store_true", help="do not log every request")
 
@@ -260,8 +265,9 @@ def main(argv=None) -> int:
         elif args.command == "serve":
             from ..service.server import Settings, serve
             threads = args.threads if args.threads is not None else (2 if args.workers <= 1 else 1)
-            serve(Settings(store_url=args.store, max_radius=args.max_radius, max_rows=args.max_rows,
-                           threads=threads),
+            serve(Settings.from_env(store_url=args.store, max_radius=args.max_radius, max_rows=args.max_rows,
+                                    threads=threads, request_timeout=args.request_timeout,
+                                    heavy_radius=args.heavy_radius),
                   host=args.host, port=args.port, workers=args.workers, access_log=not args.no_access_log)
         elif args.command == "audit":
             return audit.run(store, args)

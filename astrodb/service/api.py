@@ -9,10 +9,11 @@ from fastapi import APIRouter, Path, Query, Request
 from fastapi.responses import JSONResponse, Response
 from pydantic import BaseModel, ConfigDict, Field
 
+from . import lanes
 from . import params as P
 from . import runs as R
 from .errors import BadParameter, ServiceError, call_store
-from .formats import VOTABLE_MEDIA_TYPE, astropy_text, json_result, votable
+from .formats import VOTABLE_MEDIA_TYPE, json_result, text_table, votable
 
 router = APIRouter()
 
@@ -62,6 +63,8 @@ class Health(BaseModel):
     max_radius_deg: float
     max_rows: int
     max_body_bytes: int = Field(description="largest request body accepted; more is 413")
+    request_timeout_s: float = Field(description="each request's time limit (waiting, query, rendering); later is 503")
+    heavy_radius_deg: float = Field(description="regions wider than this run in the low-priority lane, a few at a time")
 
 
 @router.get("/health", response_model=Health, responses={503: ERRORS[503]}, tags=["service"],
@@ -113,19 +116,38 @@ async def catalog(request: Request, name: str = Path(max_length=200)):
 
 
 # -- queries -----------------------------------------------------------------------------
-def _table_response(svc, res, fmt: str, meta: dict) -> Response:
+def _table(res, fmt: str, meta: dict) -> tuple[bytes, str, dict]:
+    """A query's result rendered: (body, media type, headers)."""
     meta = {**meta, "rows": len(res.rows), "row_limit": res.limit, "truncated": res.truncated}
     headers = {"X-Truncated": "true"} if res.truncated else {}
-    t = res.rows
+    t, deadline = res.rows, lanes.deadline()
     if fmt == "json":
-        body = json_result(t, meta)
+        body = json_result(t, meta, deadline=deadline)
     elif fmt == "votable":
         desc = f"astrodb {meta['query']} of catalog {meta['catalog']}: {len(t)} sources"
         body = votable(t, description=desc, epoch=meta.get("epoch"), truncated=res.truncated,
-                       infos={"catalog": meta["catalog"], "row_limit": res.limit})
+                       infos={"catalog": meta["catalog"], "row_limit": res.limit}, deadline=deadline)
     else:
-        body = astropy_text(t, fmt, meta)
-    return Response(body, media_type=_MEDIA[fmt], headers=headers)
+        body = text_table(t, fmt, meta, deadline=deadline)
+    return body, _MEDIA[fmt], headers
+
+
+def _response(rendered: tuple[bytes, str, dict]) -> Response:
+    body, media_type, headers = rendered
+    return Response(body, media_type=media_type, headers=headers)
+
+
+def _cone(svc, catalog: str, ra: float, dec: float, radius: float, epoch, columns, limit: int, pm_prior: float,
+          fmt: str) -> tuple[bytes, str, dict]:
+    res = svc.cone(catalog, ra, dec, radius, epoch=epoch, columns=columns, limit=limit, pm_prior=pm_prior)
+    meta = {"query": "cone", "catalog": catalog, "ra": ra, "dec": dec, "radius": radius, "epoch": epoch}
+    return _table(res, fmt, meta)
+
+
+def _footprint(svc, catalog: str, region, epoch, columns, limit: int, pm_prior: float,
+               fmt: str) -> tuple[bytes, str, dict]:
+    res = svc.footprint(catalog, region, epoch=epoch, columns=columns, limit=limit, pm_prior=pm_prior)
+    return _table(res, fmt, {"query": "footprint", "catalog": catalog, "epoch": epoch})
 
 
 def _columns(text: str | None) -> list[str] | None:
@@ -158,12 +180,7 @@ async def cone(request: Request,
     jy = P.parse_epoch("epoch", epoch)
     n = svc.row_limit("limit", limit)
     cols = _columns(columns)
-
-    def work():
-        res = svc.cone(catalog, ra, dec, radius, epoch=jy, columns=cols, limit=n, pm_prior=pm_prior)
-        meta = {"query": "cone", "catalog": catalog, "ra": ra, "dec": dec, "radius": radius, "epoch": jy}
-        return _table_response(svc, res, format, meta)
-    return await svc.run(work)
+    return _response(await svc.query(radius, _cone, catalog, ra, dec, radius, jy, cols, n, pm_prior, format))
 
 
 class FootprintRequest(BaseModel):
@@ -233,12 +250,9 @@ async def footprint(request: Request, body: FootprintRequest):
     jy = P.parse_epoch("epoch", body.epoch)
     n = svc.row_limit("limit", body.limit)
 
-    def work():
-        region = _region(body, svc.settings.max_radius)
-        res = svc.footprint(body.catalog, region, epoch=jy, columns=body.columns, limit=n, pm_prior=body.pm_prior)
-        meta = {"query": "footprint", "catalog": body.catalog, "epoch": jy}
-        return _table_response(svc, res, body.format, meta)
-    return await svc.run(work)
+    region = await svc.run(_region, body, svc.settings.max_radius)
+    return _response(await svc.query(region.cap[2], _footprint, body.catalog, region, jy, body.columns, n,
+                                     body.pm_prior, body.format))
 
 
 # -- provenance ----------------------------------------------------------------------------

@@ -31,9 +31,11 @@ runs.
 * JSON API: `/v1/...`; errors are `{"error": {"status", "parameter", "message"}}`.
 
 Bad input: 400 naming the parameter; unknown catalog or run: 404; request body over
-`max_body_bytes`: 413; database unavailable: 503. Limits: radius at most `max_radius_deg`, at
-most `max_rows` rows per response, nearest first (see `GET /health`). HEAD works on every GET
-endpoint."""
+`max_body_bytes`: 413; database unavailable, or the request past its time limit
+`request_timeout_s`, or too many large requests waiting: 503. Limits: radius at most
+`max_radius_deg`, at most `max_rows` rows per response, nearest first; regions wider than
+`heavy_radius_deg` run one at a time per worker at a lower priority (see `GET /health`). HEAD
+works on every GET endpoint."""
 
 
 def create_app(settings: Settings | None = None) -> "ProtocolFront":
@@ -49,8 +51,9 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
         # (full collections over astropy & co. would pause requests for milliseconds).
         gc.collect()
         gc.freeze()
-        log.info("serving %s (read-only; max radius %g deg, max rows %d, max body %d bytes)", svc.store.url,
-                 settings.max_radius, settings.max_rows, settings.max_body)
+        log.info("serving %s (read-only; max radius %g deg, max rows %d, max body %d bytes, %g s per request, "
+                 "heavy lane above %g deg)", svc.store.url, settings.max_radius, settings.max_rows, settings.max_body,
+                 settings.request_timeout, settings.heavy_radius)
         try:
             yield
         finally:

@@ -1,9 +1,10 @@
 """The service's side of the store: a read-only Store, and the limited queries every protocol
-runs (in a worker thread: the Store API is synchronous)."""
+runs (in a worker thread: the Store API is synchronous; which thread and for how long: ``lanes``)."""
 from __future__ import annotations
 
 import functools
 import logging
+import time
 from dataclasses import dataclass, field
 
 import anyio
@@ -13,6 +14,7 @@ from sqlalchemy import event
 
 from .. import __version__, connect
 from ..config import resolve_url
+from . import lanes
 from .errors import BadParameter, call_store, one_line, quiet_pool_faults
 from .rows import Rows, cone_rows
 from .settings import Settings
@@ -23,7 +25,8 @@ log = logging.getLogger("astrodb.service")
 def open_read_only_store(settings: Settings):
     """Open the store for serving: every connection is read-only (PostgreSQL
     ``default_transaction_read_only``, SQLite ``query_only``), PostgreSQL statements time out
-    after ``statement_timeout`` and connection attempts after 5 s."""
+    after ``statement_timeout`` and connection attempts after 5 s, SQLite statements stop at
+    their request's deadline (:func:`lanes.expired`)."""
     url = sa.engine.make_url(resolve_url(settings.store_url))
     if url.drivername.startswith("postgresql") and "connect_timeout" not in url.query:
         url = url.update_query_dict({"connect_timeout": "5"})
@@ -43,6 +46,8 @@ def open_read_only_store(settings: Settings):
         @event.listens_for(store.engine, "connect")
         def _sqlite_read_only(dbapi_conn, _record):
             dbapi_conn.execute("PRAGMA query_only = ON")
+            # SQLite has no statement timeout: every 10^5 VM steps (~ms) the request's deadline is read.
+            dbapi_conn.set_progress_handler(lanes.expired, 100_000)
     return store
 
 
@@ -68,6 +73,7 @@ class Service:
     store: object = field(default=None)
     role_can_write: bool | None = None   # PostgreSQL: can the service's role write? (None: not known yet)
     limiter: object = field(default=None)
+    heavy: lanes.HeavyLane | None = None
 
     @classmethod
     def open(cls, settings: Settings) -> "Service":
@@ -75,13 +81,36 @@ class Service:
         # At most as many queries at a time as the pool keeps connections: more would open and
         # close overflow connections on every request (a PostgreSQL backend start each).
         threads = min(settings.threads, max(1, store.engine.pool.size()))
-        return cls(settings, store, limiter=anyio.CapacityLimiter(threads))
+        return cls(settings, store, limiter=anyio.CapacityLimiter(threads),
+                   heavy=lanes.HeavyLane(settings))
 
     async def run(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` in a worker thread (the Store is synchronous)."""
         return await anyio.to_thread.run_sync(functools.partial(fn, *args, **kwargs), limiter=self.limiter)
 
+    async def query(self, radius: float, fn, *args):
+        """``fn(service, *args)``, a query of a region of bounding ``radius`` deg and the rendering
+        of its rows, in the lane its size calls for and within the request's time limit.
+
+        Parameters
+        ----------
+        radius : float
+            The region's bounding radius, deg: above ``heavy_radius`` the heavy lane's process
+            runs it (with its own Service), so ``fn`` and ``args`` must be picklable.
+        fn : callable
+            The work, a module-level function; :func:`lanes.deadline` gives it the deadline inside.
+        *args
+            Passed to ``fn`` after the Service.
+        """
+        limit = self.settings.request_timeout
+        until = time.monotonic() + limit
+        if radius > self.settings.heavy_radius:
+            return await self.heavy.run(fn, limit, until, *args)
+        return await self.run(lanes.bounded, fn, limit, until, self, *args)
+
     def close(self) -> None:
+        if self.heavy is not None:
+            self.heavy.close()
         self.store.close()
 
     def row_limit(self, name: str, requested: int | None) -> int:
@@ -150,7 +179,8 @@ class Service:
         return {"status": "ok", "version": __version__, "schema_revision": _schema_revision(),
                 "backend": self.store.backend, "catalogs": n, "read_only_session": True,
                 "role_can_write": self.role_can_write, "max_radius_deg": self.settings.max_radius,
-                "max_rows": self.settings.max_rows, "max_body_bytes": self.settings.max_body}
+                "max_rows": self.settings.max_rows, "max_body_bytes": self.settings.max_body,
+                "request_timeout_s": self.settings.request_timeout, "heavy_radius_deg": self.settings.heavy_radius}
 
     def check_role(self) -> None:
         """Log a warning when the PostgreSQL role could write (the service never does, but a

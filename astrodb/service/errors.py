@@ -34,6 +34,16 @@ class ServiceError(Exception):
         self.message = message
         self.parameter = parameter
 
+    def __reduce__(self):
+        # Pickled as it is (from the heavy lane's process), whatever its class's __init__ takes.
+        return _restore, (type(self), self.message, self.parameter)
+
+
+def _restore(cls: type, message: str, parameter: str | None) -> ServiceError:
+    exc = cls.__new__(cls)
+    ServiceError.__init__(exc, message, parameter)
+    return exc
+
 
 class BadParameter(ServiceError):
     """400: a parameter is missing, not a number, or out of range."""
@@ -56,6 +66,23 @@ class Unavailable(ServiceError):
     status = 503
 
 
+class TooSlow(Unavailable):
+    """503: the request's work passed the service's time limit (``request_timeout``) and was stopped."""
+
+    def __init__(self, limit: float | None, stage: str) -> None:
+        within = "its time limit" if limit is None else f"its time limit of {limit:g} s"
+        super().__init__(f"this service stopped the request while {stage}: it passed {within}; "
+                         "ask for a smaller region or fewer rows (limit, MAXREC)")
+
+
+class Busy(Unavailable):
+    """503: too many large requests are already held by this worker; retry later."""
+
+    def __init__(self, queue: int) -> None:
+        super().__init__(f"this service is busy with {queue} large requests (regions wider than its heavy_radius, "
+                         "GET /health); retry later")
+
+
 class BodyTooLarge(ServiceError):
     """413: the request body is larger than the service's ``max_body`` bytes."""
 
@@ -63,6 +90,16 @@ class BodyTooLarge(ServiceError):
 
     def __init__(self, limit: int) -> None:
         super().__init__(f"body: larger than this service's limit of {limit} bytes", "body")
+
+
+def _was_stopped(exc: BaseException) -> bool:
+    """A query stopped by the service's own limit: PostgreSQL's statement_timeout, or the SQLite
+    progress handler of the request's deadline (``interrupted``)."""
+    if isinstance(exc, sa.exc.DBAPIError) and exc.orig is not None:
+        exc = exc.orig
+    if psycopg is not None and isinstance(exc, psycopg.errors.QueryCanceled):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and str(exc) == "interrupted"
 
 
 def _is_unavailable(exc: BaseException) -> bool:
@@ -74,8 +111,6 @@ def _is_unavailable(exc: BaseException) -> bool:
         return True
     if _PG_UNAVAILABLE and isinstance(exc, _PG_UNAVAILABLE):
         return True
-    if psycopg is not None and isinstance(exc, psycopg.errors.QueryCanceled):
-        return True  # statement_timeout
     if isinstance(exc, sqlite3.OperationalError):
         return True  # locked, unreadable file
     return isinstance(exc, sa.exc.OperationalError)
@@ -128,6 +163,8 @@ def call_store(store, fn, *args, **kwargs):
         except QueryError as exc:
             raise BadParameter(_query_error_parameter(str(exc)), str(exc)) from None
         except Exception as exc:  # noqa: BLE001 - classified below
+            if _was_stopped(exc):     # the same query again would be stopped again
+                raise TooSlow(None, "running the query") from None
             if not _is_unavailable(exc):
                 raise
             store.engine.dispose()  # drop every pooled connection: they died with the server

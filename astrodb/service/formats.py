@@ -1,8 +1,9 @@
 """Result serializers: VOTable (TABLEDATA, for SCS and the API), the GSSS CSV, JSON, ECSV/CSV.
 
-The VOTable, GSSS CSV and JSON writers format straight from the columns (a few microseconds a
-row); ECSV and plain CSV go through astropy. Missing values: empty VOTable cells and CSV
-fields, JSON null. Floats are written with Python's shortest round-trip repr (full precision).
+Every writer renders its rows with :func:`astrodb.service.cells.lines` (floats in shortest
+round-trip form, full precision; large results in C++, chunk by chunk against the request's
+deadline); ECSV takes its YAML header from astropy, written for the table without its rows.
+Missing values: empty VOTable cells and CSV fields, JSON null.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from xml.sax.saxutils import escape, quoteattr
 
 import numpy as np
 
+from . import cells
 from .rows import Rows
 
 # name -> (VOTable datatype, UCD1+, VOUnit).
@@ -52,20 +54,8 @@ _VOT_HEAD = {"1.1": _XML + '<VOTABLE version="1.1" xmlns="http://www.ivoa.net/xm
              "1.3": _XML + '<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'}
 
 
-def _strings(values) -> list[str]:
-    """Column values as text: shortest round-trip floats, '' for missing (NaN), T/F for booleans."""
-    data = np.asarray(values)
-    kind = data.dtype.kind
-    values = data.tolist()
-    if kind == "f":
-        return ["" if v != v else repr(v) for v in values]
-    if kind == "b":
-        return ["T" if v else "F" for v in values]
-    return [str(v) for v in values]
-
-
 def votable(rows: Rows, *, description: str, epoch: float | None, truncated: bool,
-            infos: dict[str, str] | None = None, scs: bool = False) -> bytes:
+            infos: dict[str, str] | None = None, scs: bool = False, deadline: float | None = None) -> bytes:
     """A VOTable document with one RESOURCE holding one TABLE (TABLEDATA).
 
     Parameters
@@ -84,6 +74,8 @@ def votable(rows: Rows, *, description: str, epoch: float | None, truncated: boo
     scs : bool
         A Simple Cone Search 1.03 answer: VOTable 1.1 with the UCD1 words SCS requires for the
         id and position; otherwise VOTable 1.3 with UCD1+.
+    deadline : float, optional
+        ``time.monotonic()`` value past which rendering stops (:class:`cells.DeadlineExceeded`).
 
     Returns
     -------
@@ -98,7 +90,6 @@ def votable(rows: Rows, *, description: str, epoch: float | None, truncated: boo
     for k, v in (infos or {}).items():
         out.append(f"<INFO name={quoteattr(k)} value={quoteattr(str(v))}/>\n")
     out.append(f'<COOSYS ID="icrs" system="ICRS"{ep}/>\n<TABLE name="results">\n')
-    cols = []
     for name in rows.names:
         datatype, ucd, unit = VOTABLE_FIELDS.get(name, ("double", "", None))
         if scs:
@@ -115,12 +106,10 @@ def votable(rows: Rows, *, description: str, epoch: float | None, truncated: boo
         desc = rows.description(name)
         out.append(f"<FIELD{attrs}><DESCRIPTION>{escape(desc)}</DESCRIPTION></FIELD>\n" if desc
                    else f"<FIELD{attrs}/>\n")
-        cols.append([f"<TD>{s}</TD>" for s in _strings(rows.data[name])])
     out.append("<DATA><TABLEDATA>\n")
-    if cols:
-        out.extend(f"<TR>{''.join(row)}</TR>\n" for row in zip(*cols))
-    out.append("</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n")
-    return "".join(out).encode()
+    body = cells.lines([rows.data[name] for name in rows.names], cells.VOTABLE, deadline=deadline)
+    tail = "</TABLEDATA></DATA>\n</TABLE>\n</RESOURCE>\n</VOTABLE>\n"
+    return b"".join(("".join(out).encode(), body, tail.encode()))
 
 
 def votable_error(message: str) -> bytes:
@@ -132,14 +121,21 @@ def votable_error(message: str) -> bytes:
             f"</RESOURCE>\n</VOTABLE>\n").encode()
 
 
-def gsss_csv(columns: list[tuple[str, list[str]]]) -> bytes:
+def gsss_csv(columns: list[tuple[str, np.ndarray]], *, deadline: float | None = None) -> bytes:
     """The GSSS CSV body: a first line saying how many sources follow (a '#' comment, which
     clients that drop the first line and clients that skip comments both accept), the header,
-    then the rows, CRLF line ends."""
+    then the rows, CRLF line ends.
+
+    Parameters
+    ----------
+    columns : list of (str, numpy.ndarray)
+        Each output column's name and values.
+    deadline : float, optional
+        ``time.monotonic()`` value past which rendering stops (:class:`cells.DeadlineExceeded`).
+    """
     n = len(columns[0][1]) if columns else 0
-    lines = [f"#Number of sources: {n}", ",".join(name for name, _ in columns)]
-    lines.extend(",".join(row) for row in zip(*(vals for _, vals in columns)))
-    return ("\r\n".join(lines) + "\r\n").encode()
+    head = f"#Number of sources: {n}\r\n" + ",".join(name for name, _ in columns) + "\r\n"
+    return head.encode() + cells.lines([values for _, values in columns], cells.GSSS, deadline=deadline)
 
 
 def gsss_error(message: str) -> bytes:
@@ -151,23 +147,41 @@ def gsss_error(message: str) -> bytes:
     return f"#ERROR: {text}\r\nerror\r\n{quoted}\r\n".encode()
 
 
-def json_result(rows: Rows, meta: dict) -> bytes:
-    """``{"meta": ..., "columns": [{name, unit, description}], "rows": [[...], ...]}``; null for missing."""
-    cols, data = [], []
-    for name in rows.names:
-        cols.append({"name": name, "unit": rows.unit(name), "description": rows.description(name) or None})
-        values = rows.data[name]
-        lst = values.tolist()
-        if values.dtype.kind == "f":
-            lst = [None if v != v else v for v in lst]
-        data.append(lst)
-    doc = {"meta": meta, "columns": cols, "rows": [list(r) for r in zip(*data)] if data else []}
-    return json.dumps(doc, separators=(",", ":"), allow_nan=False).encode()
+def json_result(rows: Rows, meta: dict, *, deadline: float | None = None) -> bytes:
+    """``{"meta": ..., "columns": [{name, unit, description}], "rows": [[...], ...]}``; null for missing.
+
+    ``deadline``: ``time.monotonic()`` value past which rendering stops (:class:`cells.DeadlineExceeded`).
+    """
+    cols = [{"name": name, "unit": rows.unit(name), "description": rows.description(name) or None}
+            for name in rows.names]
+    head = json.dumps({"meta": meta, "columns": cols}, separators=(",", ":"), allow_nan=False)
+    body = cells.lines([rows.data[name] for name in rows.names], cells.JSON, deadline=deadline)
+    # Each rendered row ends with a comma: the last one's goes.
+    return b"".join((head[:-1].encode(), b',"rows":[', body[:-1], b"]}"))
 
 
-def astropy_text(rows: Rows, fmt: str, meta: dict) -> bytes:
-    """ECSV (units, descriptions and ``meta`` kept) or plain CSV, through astropy."""
-    t = rows.to_table({k: v for k, v in meta.items() if v is not None})
-    buf = io.StringIO()
-    t.write(buf, format="ascii.ecsv" if fmt == "ecsv" else "ascii.csv")
-    return buf.getvalue().encode()
+def text_table(rows: Rows, fmt: str, meta: dict, *, deadline: float | None = None) -> bytes:
+    """ECSV (units, descriptions and ``meta`` kept; comma-delimited) or plain CSV.
+
+    The ECSV header is astropy's, written for the table without its rows (it does not depend on
+    them); the rows are rendered as CSV lines, as astropy would write them with ``delimiter=','``.
+
+    Parameters
+    ----------
+    rows : Rows
+        The columns.
+    fmt : {"ecsv", "csv"}
+        The format.
+    meta : dict
+        The ECSV header's ``meta`` (None values are left out).
+    deadline : float, optional
+        ``time.monotonic()`` value past which rendering stops (:class:`cells.DeadlineExceeded`).
+    """
+    if fmt == "ecsv":
+        empty = rows.head(0).to_table({k: v for k, v in meta.items() if v is not None})
+        buf = io.StringIO()
+        empty.write(buf, format="ascii.ecsv", delimiter=",")
+        head = buf.getvalue()
+    else:
+        head = ",".join(cells.CSV.escape(name) for name in rows.names) + "\n"
+    return head.encode() + cells.lines([rows.data[name] for name in rows.names], cells.CSV, deadline=deadline)

@@ -22,9 +22,10 @@ import numpy as np
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from . import lanes
 from . import params as P
 from .errors import BadParameter, ServiceError
-from .formats import VOTABLE_MEDIA_TYPE, _strings, gsss_csv, gsss_error, votable
+from .formats import VOTABLE_MEDIA_TYPE, gsss_csv, gsss_error, votable
 
 log = logging.getLogger("astrodb.service")
 router = APIRouter(tags=["GSSS-compatible catalog search"])
@@ -77,7 +78,7 @@ async def respond(svc, query_params) -> Response:
         fmt = (q.get("format") or "CSV").strip().upper()
         if fmt not in _FORMATS:
             raise BadParameter("FORMAT", f"must be CSV or VOTABLE, got {fmt[:40]!r}")
-        body, truncated = await svc.run(_search, svc, CATALOGS[cat], ra, dec, sr, epoch, fmt)
+        body, truncated = await svc.query(sr, _search, CATALOGS[cat], ra, dec, sr, epoch, fmt)
         headers = {"X-Truncated": "true"} if truncated else {}
         return Response(body, media_type=VOTABLE_MEDIA_TYPE if fmt == "VOTABLE" else "text/csv", headers=headers)
     except ServiceError as exc:
@@ -101,17 +102,18 @@ def _search(svc, catalog, ra, dec, sr, epoch, fmt):
     t = res.rows.data
     if fmt == "VOTABLE":
         desc = f"astrodb GSSS-compatible search of {catalog}: {len(res.rows)} sources within {sr:g} deg"
-        return votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated), res.truncated
-    ids = _strings(t["source_id"])
+        return (votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated, deadline=lanes.deadline()),
+                res.truncated)
+    ids = t["source_id"]
     if epoch is None:
         ep, ra_err, dec_err = t["ref_epoch"], t["ra_error"], t["dec_error"]
     else:
         moved = np.asarray(t["propagated"], bool)
         ep = np.where(moved, epoch, t["ref_epoch"])
         ra_err, dec_err = t["ra_epoch_error"], t["dec_epoch_error"]
-    columns = [("objID", ids), ("GAIAsourceID", ids), ("ra", _strings(t["ra"])), ("dec", _strings(t["dec"])),
-               ("epoch", _strings(ep)), ("raErr", _strings(ra_err)), ("decErr", _strings(dec_err))]
+    columns = [("objID", ids), ("GAIAsourceID", ids), ("ra", t["ra"]), ("dec", t["dec"]),
+               ("epoch", ep), ("raErr", ra_err), ("decErr", dec_err)]
     for name, col in (("pmra", "pmra"), ("pmraErr", "pmra_error"), ("pmdec", "pmdec"), ("pmdecErr", "pmdec_error"),
                       ("parallax", "parallax"), ("parallaxErr", "parallax_error"), ("mag", "mag")):
-        columns.append((name, _strings(t[col])))
-    return gsss_csv(columns), res.truncated
+        columns.append((name, t[col]))
+    return gsss_csv(columns, deadline=lanes.deadline()), res.truncated

@@ -12,6 +12,7 @@ import logging
 from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
+from . import lanes
 from . import params as P
 from .errors import BadParameter, ServiceError
 from .formats import VOTABLE_MEDIA_TYPE, votable, votable_error
@@ -75,7 +76,7 @@ async def respond(svc, catalog: str, query_params) -> Response:
         fmt = q.get("responseformat")
         if fmt and fmt.strip().lower().split(";")[0] not in _RESPONSE_FORMATS:
             raise BadParameter("RESPONSEFORMAT", f"only VOTable is offered, got {fmt[:40]!r}")
-        body = await svc.run(_search, svc, catalog, ra, dec, sr, verb, epoch, limit)
+        body = await svc.query(sr, _search, catalog, ra, dec, sr, verb, epoch, limit)
         return Response(body, media_type=VOTABLE_MEDIA_TYPE)
     except ServiceError as exc:
         return Response(votable_error(exc.message), status_code=exc.status, media_type=VOTABLE_MEDIA_TYPE)
@@ -99,4 +100,5 @@ def _search(svc, catalog, ra, dec, sr, verb, epoch, limit) -> bytes:
     infos = {"catalog": catalog, "row_limit": res.limit}
     if epoch is not None:
         infos["epoch"] = f"J{epoch:g}"
-    return votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated, infos=infos, scs=True)
+    return votable(res.rows, description=desc, epoch=epoch, truncated=res.truncated, infos=infos, scs=True,
+                   deadline=lanes.deadline())
