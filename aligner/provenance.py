@@ -4,8 +4,10 @@ One job: gather what a run used and produced — every parameter (defaults expli
 versions, user and host, each image's catalog (checksum, the rows used), input and output WCS
 (FITS header text or ASDF), the reference catalog (its source, query, files then and a hash of
 the rows used) and each fit (geometry, matrix, residuals, matched pairs, status) — and insert it
-in one transaction (``prov_runs`` + ``prov_images``, see migration 0004). Reading, verifying and
-exporting the records is :mod:`astrodb.provenance`.
+in one transaction (``prov_runs`` + ``prov_images``, see migration 0004), which also chains the
+run (``prov_chain``, migration 0009: by the database on PostgreSQL, by
+:func:`astrodb.provenance.chain.link_run` on SQLite). Reading, verifying and exporting the
+records is :mod:`astrodb.provenance`.
 """
 from __future__ import annotations
 
@@ -374,6 +376,7 @@ class Recorder:
     def write(self, error: BaseException | None = None) -> str:
         """Insert the run (also when it failed: ``error`` says why); returns its run id."""
         import astrodb
+        from astrodb.provenance.chain import link_run
         from astrodb.store.schema import prov_images, prov_runs, source_files, catalogs
         import sqlalchemy as sa
 
@@ -470,6 +473,7 @@ class Recorder:
             conn.execute(prov_runs.insert().values(**run))
             if rows:
                 conn.execute(prov_images.insert(), rows)
+            link_run(conn, self.run_id)  # last: a chained run takes no more images
         if any(kind == "gwcs" for kind, _ in self.inputs):
             wcs_serializer.start()  # for the next recorded run, if it is not running
         return self.run_id

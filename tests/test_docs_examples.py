@@ -64,7 +64,7 @@ for _title in ("-- images aligned against a release", "-- images aligned against
         "tests/astrodb/provenance/test_audit.py::test_documented_sql_answers_the_typical_questions"
 for _first in ("$ astrodb audit list --since 2026-01-01", "$ astrodb audit fits --catalog gaia_dr3 --status success",
                "$ astrodb audit fits --file gaia_dr3_field1.ecsv --status success", "$ astrodb audit stale --requery",
-               "$ astrodb audit history ngc346_a1", "$ astrodb audit fits --status failed"):
+               "$ astrodb audit history ngc346_a1", "$ astrodb audit fits --status failed", "$ astrodb audit head"):
     ELSEWHERE[("provenance.md", _first)] = "tests/astrodb/provenance/test_audit.py::test_documented_commands_run"
 
 #: Blocks that cannot run as written, by (file, first line), and why.
@@ -549,7 +549,7 @@ def test_provenance_python_api(walkthrough, monkeypatch, tmp_path):
             values.append(eval(compile(ast.Expression(node.value), "provenance.md", "eval"), ns))
         else:
             exec(code, ns)
-    runs, fits_, shown, history, using, stale, verified, prov, _ = values
+    runs, fits_, shown, history, using, stale, verified, chain, prov, _ = values
     assert run_id in list(runs["run_id"]) and set(runs["status"]) == {"success"}
     assert "tic367710318" in list(fits_["image"])
     assert shown["run_id"] == run_id
@@ -557,6 +557,7 @@ def test_provenance_python_api(walkthrough, monkeypatch, tmp_path):
     assert run_id in list(using["run_id"])
     assert len(stale) == 0
     assert verified.ok, str(verified)
+    assert chain.ok and str(chain) == f"ok: {ns['head'][0]} runs, head {ns['head'][0]} {ns['head'][1]}"
     assert "entity" in json.loads(prov) if isinstance(prov, str) else prov
     assert (tmp_path / "fit.png").stat().st_size > 10_000
     ns["store"].close()

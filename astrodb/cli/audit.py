@@ -1,7 +1,8 @@
 """``astrodb audit``: the alignment provenance recorded in the store.
 
 list (runs), fits (one row per image fit), show RUN_ID, history IMAGE, stale, verify RUN_ID,
-export RUN_ID, plot RUN_ID. Run ids may be unique prefixes. See docs/provenance.md.
+verify --chain [--head 'SEQ DIGEST'], head, export RUN_ID, plot RUN_ID. Run ids may be unique
+prefixes. See docs/provenance.md.
 """
 from __future__ import annotations
 
@@ -69,10 +70,21 @@ def add_parser(sub) -> None:
                        help="query each changed store reference again and say whether the rows used changed")
     output(stale)
 
-    ver = a.add_parser("verify", help="re-run a recorded run and compare",
+    ver = a.add_parser("verify", help="re-run a recorded run and compare; or check the records' hash chain",
                        description="Re-run RUN_ID from its record and compare statuses and corrected WCSs. "
-                       "Exit status 0 when it reproduces, 1 when it does not.")
-    ver.add_argument("run_id", metavar="RUN_ID")
+                       "Exit status 0 when it reproduces, 1 when it does not. With --chain instead: recompute "
+                       "every link of the hash chain over the records and say, one line per problem, which run "
+                       "was altered, deleted or not chained (exit status 1), else 'ok: N runs, head SEQ DIGEST'.")
+    ver.add_argument("run_id", metavar="RUN_ID", nargs="?")
+    ver.add_argument("--chain", action="store_true", help="check the hash chain over every record instead")
+    ver.add_argument("--head", metavar="'SEQ DIGEST'",
+                     help="with --chain: a head `astrodb audit head` printed earlier (or its digest) that the "
+                     "chain must still hold")
+
+    a.add_parser("head", help="the newest link of the records' hash chain",
+                 description="Print the sequence number and digest of the newest link of the hash chain over "
+                 "the records ('SEQ DIGEST'). Keep it where the store's writers cannot change it; "
+                 "`astrodb audit verify --chain --head 'SEQ DIGEST'` later tells whether the chain still holds it.")
 
     exp = a.add_parser("export", help="W3C PROV of one run",
                        description="One run as W3C PROV: entities for the catalogs, files and WCSs, an "
@@ -126,7 +138,8 @@ def _table_out(table, fmt: str, path: str | None, empty: str) -> None:
         _write("\n".join(table.pformat(max_lines=-1, max_width=-1)), path)
 
 
-_LIST_TEXT = ("run_id", "step", "started_at", "user", "status", "n_images", "n_aligned", "ref_source", "message")
+_LIST_TEXT = ("run_id", "step", "started_at", "user", "status", "n_images", "n_aligned", "ref_source", "db_role",
+              "server_time", "message")
 _FITS_TEXT = ("run_id", "step", "started_at", "image", "status", "shift_x", "shift_y", "rotation", "rmse_mas",
               "nmatches", "nref", "ref_source")
 _HISTORY_TEXT = ("started_at", "run_id", "step", "status", "shift_x", "shift_y", "rotation", "rmse_mas", "nmatches",
@@ -150,14 +163,23 @@ def _brief(table, columns):
 
 
 def _show_text(rec: dict) -> str:
-    from ..provenance.audit import _iso
+    from ..provenance.audit import _iso, clock_note
 
     r = rec
     lines = [f"run {r['run_id']}: {r['step']} alignment, {r['status']}"
              + (f" ({r['message']})" if r.get("message") else ""),
              f"  started   {_iso(r['started_at'])}  finished {_iso(r['finished_at'])}",
              f"  user      {r.get('user_name')} on {r.get('host')}",
+             "  recorded  " + (f"by database role {r['db_role']} (session {r.get('db_session_role')}) at server "
+                                f"time {_iso(r.get('server_time'))}" if r.get("db_role") or r.get("server_time")
+                                else "with no database role or server time (SQLite, or before migration 0009)"),
              f"  images    {r['n_images']} ({r['n_aligned']} aligned)"]
+    note = clock_note(r)
+    if note:
+        lines.insert(4, f"  NOTE      {note}")
+    link = r.get("chain")
+    lines.append(f"  chain     link {link['seq']}, digest {link['digest']}" if link
+                 else "  chain     not chained (see astrodb audit verify --chain)")
     if r.get("ref_kind") not in (None, "none"):
         lines.append(f"  reference {r['ref_source']} ({r['ref_kind']}): {r.get('ref_rows')} rows, "
                      f"sha256 {r.get('ref_sha256')}")
@@ -216,7 +238,18 @@ def run(store, args) -> int:
             t = _brief(t, ("run_id", "step", "started_at", "status", "reference", "changes")
                        + (("rows_changed",) if args.requery else ()))
         _table_out(t, args.format, args.output, "no run's reference has changed since")
+    elif cmd == "head":
+        seq, digest = prov.chain_head(store)
+        print(f"{seq} {digest}")
+    elif cmd == "verify" and args.chain:
+        if args.run_id is not None:
+            raise QueryError("audit verify: give RUN_ID (re-run it) or --chain (check the records), not both")
+        report = prov.verify_chain(store, head=args.head)
+        print(str(report))
+        return 0 if report.ok else 1
     elif cmd == "verify":
+        if args.run_id is None or args.head is not None:
+            raise QueryError("audit verify: RUN_ID is needed (or --chain; --head goes with --chain)")
         try:
             from ..provenance.verify import verify_run
         except ImportError as exc:

@@ -9,12 +9,16 @@
 >>> provenance.stale_runs(store)                       # references changed since
 >>> provenance.export_prov(store, "3f2a", "prov-json")  # W3C PROV
 >>> provenance.plot_run(store, "3f2a", "fit.png")       # residual vectors and histograms
+>>> head = provenance.chain_head(store)                  # (seq, digest) of the newest link: keep it
+>>> provenance.verify_chain(store, head=head)            # every link recomputed; .ok, str(report)
 
-``verify_run`` (re-run a recorded alignment) is in :mod:`astrodb.provenance.verify`. The SQL
+``verify_run`` (re-run a recorded alignment) is in :mod:`astrodb.provenance.verify`, the hash
+chain over the records (migration 0009) in :mod:`astrodb.provenance.chain`. The SQL
 views for one-query audits in psql are described in docs/provenance.md.
 """
 from .audit import (RunNotFoundError, image_history, list_fits, list_runs, resolve_run_id, runs_using_file,
                     show_run, stale_runs)
+from .chain import chain_head, verify_chain
 
 
 def export_prov(store, run_id: str, fmt: str = "prov-json") -> str:
@@ -42,4 +46,5 @@ def verify_run(store, run_id: str, **kwargs):
 
 
 __all__ = ["RunNotFoundError", "list_runs", "list_fits", "show_run", "image_history", "runs_using_file",
-           "stale_runs", "resolve_run_id", "export_prov", "plot_run", "fit_residuals", "verify_run"]
+           "stale_runs", "resolve_run_id", "export_prov", "plot_run", "fit_residuals", "verify_run", "verify_chain",
+           "chain_head"]

@@ -20,9 +20,10 @@ from astropy.table import MaskedColumn, Table
 
 from ..errors import QueryError
 from ..ingest.table_reader import sha256_file
+from .chain import link_of
 
 __all__ = ["RunNotFoundError", "resolve_run_id", "list_runs", "list_fits", "show_run", "image_history",
-           "runs_using_file", "stale_runs", "parse_time"]
+           "runs_using_file", "stale_runs", "parse_time", "clock_note"]
 
 _HEX = re.compile(r"^[0-9a-fA-F]+$")
 
@@ -147,7 +148,8 @@ def resolve_run_id(store, run_id: str) -> str:
 
 RUN_SPEC = [("run_id", "s"), ("step", "s"), ("started_at", "s"), ("finished_at", "s"), ("user", "s"),
             ("host", "s"), ("status", "s"), ("n_images", "i"), ("n_aligned", "i"), ("ref_kind", "s"),
-            ("ref_catalog", "s"), ("ref_source", "s"), ("ref_rows", "i"), ("message", "s")]
+            ("ref_catalog", "s"), ("ref_source", "s"), ("ref_rows", "i"), ("db_role", "s"),
+            ("db_session_role", "s"), ("server_time", "s"), ("message", "s")]
 
 
 def _catalog_names(catalog: str) -> list[str]:
@@ -194,6 +196,7 @@ def _run_record(r: dict) -> dict:
     out = dict(r)
     out["user"] = r.get("user_name")
     out["started_at"], out["finished_at"] = _iso(r["started_at"]), _iso(r["finished_at"])
+    out["server_time"] = _iso(r.get("server_time"))
     return out
 
 
@@ -221,7 +224,10 @@ def list_runs(store, *, image: str | None = None, since=None, until=None, catalo
     -------
     astropy.table.Table
         run_id, step, started_at, finished_at, user, host, status, n_images, n_aligned,
-        ref_kind, ref_catalog, ref_source, ref_rows, message.
+        ref_kind, ref_catalog, ref_source, ref_rows, db_role, db_session_role, server_time,
+        message. ``user``, ``host`` and the times before ``db_role`` are what the client recorded;
+        ``db_role``, ``db_session_role`` and ``server_time`` what the database set (PostgreSQL;
+        empty on SQLite and for runs recorded before migration 0009).
     """
     ids = None if file is None else set(runs_using_file(store, file)["run_id"])
     rows = _run_rows(store, image=image, since=since, until=until, catalog=catalog, status=status, step=step,
@@ -298,10 +304,11 @@ def show_run(store, run_id: str) -> dict:
     -------
     dict
         The ``prov_runs`` columns (times as aware UTC datetimes; ``ref_data`` replaced by
-        ``ref_data_bytes``) and ``images``: per image its ``prov_images`` columns without the
-        catalog rows, WCSs and matches, which are replaced by their sizes and the sha256 of the
-        input and output WCS (``input_wcs_sha256``, ``output_wcs_sha256``: equal hashes across
-        runs are the same WCS).
+        ``ref_data_bytes``), ``chain``: the run's link of the provenance chain (``seq``,
+        ``digest``, ``prev_digest``, ``db_role``, ``server_time``; None when it has none), and
+        ``images``: per image its ``prov_images`` columns without the catalog rows, WCSs and
+        matches, which are replaced by their sizes and the sha256 of the input and output WCS
+        (``input_wcs_sha256``, ``output_wcs_sha256``: equal hashes across runs are the same WCS).
 
     Raises
     ------
@@ -317,6 +324,10 @@ def show_run(store, run_id: str) -> dict:
         rows = [dict(r) for r in conn.execute(sa.select(prov_images).where(prov_images.c.run_id == rid)
                                               .order_by(prov_images.c.image_index)).mappings()]
     run["started_at"], run["finished_at"] = _utc(run["started_at"]), _utc(run["finished_at"])
+    run["server_time"] = _utc(run.get("server_time"))
+    link = link_of(store, rid)
+    run["chain"] = None if link is None else {k: getattr(link, k) for k in
+                                              ("seq", "digest", "prev_digest", "db_role", "server_time")}
     images = []
     for r in rows:
         im = {k: v for k, v in r.items() if k not in ("catalog_data", "input_wcs", "output_wcs", "matches", "run_id")}
@@ -327,6 +338,38 @@ def show_run(store, run_id: str) -> dict:
         images.append(im)
     run["images"] = images
     return run
+
+
+def clock_note(run: dict, tolerance_s: float = 600.0) -> str:
+    """How far a run's claimed end time is from the server's time of its record.
+
+    Parameters
+    ----------
+    run : dict
+        A run as :func:`show_run` gives it (``finished_at`` from the client, ``server_time``
+        from the database).
+    tolerance_s : float
+        Largest gap not worth a note (clocks differ; the record is written after the run).
+
+    Returns
+    -------
+    str
+        E.g. "the client's end time is 6.8 years before the server's time of the record"; ''
+        within the tolerance or when the database recorded no time (SQLite).
+    """
+    server, finished = _utc(run.get("server_time")), _utc(run.get("finished_at"))
+    if server is None or finished is None:
+        return ""
+    gap = (server - finished).total_seconds()
+    if abs(gap) <= tolerance_s:
+        return ""
+    size = abs(gap)
+    for unit, seconds in (("years", 365.25 * 86400), ("days", 86400), ("hours", 3600), ("minutes", 60)):
+        if size >= seconds or unit == "minutes":
+            amount = f"{size / seconds:.1f} {unit}"
+            break
+    side = "before" if gap > 0 else "after"
+    return f"the client's end time is {amount} {side} the server's time of the record"
 
 
 # --- one image ------------------------------------------------------------------------------
@@ -541,6 +584,7 @@ def run_record(store, run_id: str) -> tuple[dict, list[dict]]:
         rows = [dict(r) for r in conn.execute(sa.select(prov_images).where(prov_images.c.run_id == rid)
                                               .order_by(prov_images.c.image_index)).mappings()]
     run["started_at"], run["finished_at"] = _utc(run["started_at"]), _utc(run["finished_at"])
+    run["server_time"] = _utc(run.get("server_time"))
     return run, rows
 
 

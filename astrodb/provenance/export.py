@@ -3,11 +3,14 @@
 The graph of a run:
 
 * agents: the software (``prov:SoftwareAgent``, the package versions recorded), acting on behalf
-  of the user (``prov:Person``, user and host);
-* activities: the run (``run:<uuid>``, start and end times, step, status, every parameter as
-  JSON) and one fit per image (``fit:<uuid>.<image index>``, started by the run; the record has
-  one start and end time per run, so the fits carry the run's), all associated with the software
-  and the user;
+  of the user (``prov:Person``, user and host, as the client recorded them); on PostgreSQL also
+  the database role that inserted the record (``astrodb:DatabaseRole``, set by the database);
+* activities: the run (``run:<uuid>``, start and end times as the client recorded them, step,
+  status, every parameter as JSON; and what the database recorded: ``astrodb:server_time``,
+  ``astrodb:db_role``, ``astrodb:db_session_role``, the run's link of the hash chain
+  ``astrodb:chain_seq``, ``astrodb:chain_digest``) and one fit per image
+  (``fit:<uuid>.<image index>``, started by the run; the record has one start and end time per
+  run, so the fits carry the run's), all associated with the software and the user;
 * entities, identified by content where there is one, so that runs share them: each image's
   catalog (``sha256:<hash>``: of the file, or of the rows used for a table), each input and
   output WCS (``wcs:<sha256 of the serialized WCS>``: the output of one run is the input entity
@@ -24,6 +27,7 @@ import hashlib
 import json
 
 from .audit import run_record
+from .chain import link_of
 
 FORMATS = ("prov-json", "prov-n")
 
@@ -92,13 +96,26 @@ def build_document(store, run_id: str):
     doc.actedOnBehalfOf(sw, user)
 
     # --- the run --------------------------------------------------------------------------------
+    # Start and end are the client's claims; server_time, db_role and the chain link are the database's.
+    recorded = {A + "db_role": run.get("db_role"), A + "db_session_role": run.get("db_session_role"),
+                A + "server_time": run.get("server_time")}
+    link = link_of(store, rid)
+    if link is not None:
+        recorded.update({A + "chain_seq": link.seq, A + "chain_digest": link.digest,
+                         A + "chain_prev_digest": link.prev_digest})
     run_act = doc.activity(f"run:{rid}", run["started_at"], run["finished_at"], {
         PROV_TYPE: A + "AlignmentRun", PROV_LABEL: f"{run['step']} alignment",
         A + "step": run["step"], A + "status": run["status"], A + "n_images": int(run["n_images"]),
         A + "n_aligned": int(run["n_aligned"]), A + "message": run.get("message") or "",
-        A + "parameters": json.dumps(run.get("parameters") or {}, sort_keys=True)})
+        A + "parameters": json.dumps(run.get("parameters") or {}, sort_keys=True),
+        **{k: v for k, v in recorded.items() if v is not None}})
     doc.wasAssociatedWith(run_act, sw)
     doc.wasAssociatedWith(run_act, user)
+    if run.get("db_role"):
+        role = doc.agent(f"agent:dbrole.{_safe(run['db_role'])}", {
+            PROV_TYPE: A + "DatabaseRole", PROV_LABEL: f"database role {run['db_role']}",
+            A + "db_role": run["db_role"], A + "db_session_role": run.get("db_session_role") or ""})
+        doc.wasAssociatedWith(run_act, role)
 
     # --- the reference ---------------------------------------------------------------------------
     ref_entity = None

@@ -56,6 +56,10 @@ def describe_database_error(exc: BaseException) -> str:
     if "database is locked" in text or "database is busy" in text:
         return (f"the store is busy: another process has been writing to it for over {BUSY_TIMEOUT_MS // 1000} s "
                 "(an ingest?); try again when it is done")
+    if text.startswith(("provenance", "prov_runs")):  # the store's own rules (migrations 0004, 0008, 0009)
+        return f"the store refuses this: {text}"
+    if code == "25006" or "read-only transaction" in text:  # a role with default_transaction_read_only
+        return f"the store's database role may not write (a read-only role): {text}"
     if code == "42501" or "permission denied" in text or "must be owner" in text:
         return f"the store's database role may not do this (a read-only role?): {text}"
     if code == "23505" or "UNIQUE constraint failed" in text:

@@ -123,6 +123,10 @@ prov_runs = Table(
     Column("ref_rows", Integer),
     Column("ref_sha256", String(64), comment="hash of the rows used: ids, positions, weights"),
     Column("ref_data", LargeBinary, comment="the rows used (npz), for file and table references"),
+    # Migration 0009: set by the database itself on PostgreSQL (NULL on SQLite).
+    Column("db_role", String(200), comment="current_user when inserted, set by the database (PostgreSQL)"),
+    Column("db_session_role", String(200), comment="session_user when inserted, set by the database (PostgreSQL)"),
+    Column("server_time", DateTime(timezone=True), comment="the database server's transaction time (PostgreSQL)"),
     Index("ix_prov_runs_started_at", "started_at"),
     Index("ix_prov_runs_ref_catalog", "ref_catalog"),
 )
@@ -158,4 +162,16 @@ prov_images = Table(
     Column("nclipped", Integer),
     Column("matches", LargeBinary, comment="matched pairs used by the fit (npz): input rows, partner rows, partner images"),
     Index("ix_prov_images_name", "name"),
+)
+
+# Migration 0009: one link per run of a hash chain over the records (astrodb.provenance.chain).
+prov_chain = Table(
+    "prov_chain", metadata,
+    Column("seq", BigInteger, primary_key=True, autoincrement=False),
+    Column("run_id", String(36), ForeignKey("prov_runs.run_id"), nullable=False),
+    Column("prev_digest", String(64), nullable=False, comment="the digest of link seq - 1"),
+    Column("digest", String(64), nullable=False, comment="sha256: astrodb.provenance.chain"),
+    Column("db_role", String(200), comment="the role that inserted the run (PostgreSQL)"),
+    Column("server_time", DateTime(timezone=True), comment="the server's time (PostgreSQL)"),
+    UniqueConstraint("run_id", name="uq_prov_chain_run_id"),
 )

@@ -1,4 +1,5 @@
-"""aligner.provenance: WCS serialization (the records themselves: tests/astrodb/provenance)."""
+"""aligner.provenance: WCS serialization, and each record's link of the provenance chain (the
+records themselves: tests/astrodb/provenance)."""
 from __future__ import annotations
 
 import contextlib
@@ -9,10 +10,13 @@ import asdf
 import asdf.schema
 import numpy as np
 import pytest
+import sqlalchemy as sa
 
 from aligner import provenance, relative_align
 from aligner.provenance import asdf_write_batch, deserialize_wcs, serialize_wcs
 from aligner_synth import make_correctors, make_scene
+from astrodb.provenance import chain
+from astrodb.store.schema import prov_chain, prov_runs
 
 
 @pytest.fixture
@@ -129,3 +133,29 @@ def test_npz_record_is_exact_and_deflates_only_what_shrinks():
     assert kinds["x"] == kinds["grid"] == zipfile.ZIP_STORED
     assert kinds["row"] == kinds["weight"] == zipfile.ZIP_DEFLATED
     assert len(data) < arrays["x"].nbytes + arrays["grid"].nbytes + arrays["row"].nbytes // 2
+
+
+def test_a_recorded_run_is_chained_in_its_own_transaction(db_factory):
+    """Each run the aligner records gets the next link of the chain, as the documented digest
+    of its stored rows, and takes no image afterwards."""
+    store = db_factory.store()
+    scene = make_scene(2, 150, "fits", seed=8)
+    relative_align(make_correctors(scene), store=store)
+    relative_align(make_correctors(scene), store=store)
+    with store.engine.connect() as conn:
+        runs = conn.execute(sa.select(prov_runs.c.run_id).order_by(prov_runs.c.started_at)).scalars().all()
+        links = conn.execute(sa.select(prov_chain).order_by(prov_chain.c.seq)).mappings().all()
+        assert [(link["seq"], link["run_id"]) for link in links] == [(1, runs[0]), (2, runs[1])]
+        assert links[0]["prev_digest"] == chain.GENESIS and links[1]["prev_digest"] == links[0]["digest"]
+        for link in links:
+            run, images = chain.stored_rows(conn, link["run_id"])
+            assert len(images) == 2
+            assert chain.link_digest(link["seq"], link["prev_digest"], link["run_id"], link["db_role"],
+                                     link["server_time"], run, images) == link["digest"]
+    if store.backend == "postgresql":  # the database's own role and clock, in the link too
+        assert links[0]["db_role"] == store.engine.url.username and links[0]["server_time"] is not None
+    else:
+        assert links[0]["db_role"] is None and links[0]["server_time"] is None
+    report = chain.verify_chain(store)
+    assert report.ok and str(report) == f"ok: 2 runs, head 2 {links[1]['digest']}"
+    store.close()

@@ -371,7 +371,10 @@ def test_documented_commands_run(audited, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     lines = [ln[2:] for block in _blocks("console") for ln in block.splitlines() if ln.startswith("$ astrodb ")]
     assert len(lines) >= 10
+    seq, digest = provenance.chain_head(audited.store)
+    assert seq == 4  # the documented head: the four runs
     for line in lines:
+        line = re.sub(r"\b[0-9a-f]{64}\b", digest, line)  # the head the docs show stands for this store's
         args = shlex.split(line.replace("3f2a9c1e", audited.D[:8]))[1:]
         if args[:2] == ["audit", "verify"] and _no_verify():
             continue
@@ -384,6 +387,8 @@ def test_documented_commands_run(audited, capsys, monkeypatch, tmp_path):
             assert audited.B[:8] in out
         if "--file gaia_dr3_field1.ecsv" in line:
             assert audited.B[:8] in out and audited.D[:8] not in out
+        if "--chain" in line or args[:2] == ["audit", "head"]:
+            assert f"4 {digest}" in out
     assert (tmp_path / "fit.png").stat().st_size > 10_000
 
 

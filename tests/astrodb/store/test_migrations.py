@@ -1,14 +1,18 @@
 """Schema creation through Alembic on both backends."""
 from __future__ import annotations
 
+from datetime import datetime, timedelta, timezone
+
 import pytest
 import sqlalchemy as sa
+from alembic import command
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 
 import astrodb
 from astrodb.store import migrate
-from astrodb.store.schema import metadata, PG_SCHEMA
+from astrodb import provenance
+from astrodb.store.schema import metadata, PG_SCHEMA, prov_images, prov_runs
 
 
 def test_init_creates_schema_at_head(db_factory):
@@ -75,3 +79,56 @@ def test_postgresql_provenance_npz_columns_are_not_compressed_again(store):
             "('catalog_data', 'matches', 'ref_data', 'input_wcs', 'output_wcs')")).all())
     assert {k.split(".")[-1]: v for k, v in rows.items()} == {
         "catalog_data": "e", "matches": "e", "ref_data": "e", "input_wcs": "x", "output_wcs": "x"}
+
+
+def _downgrade(engine, revision: str) -> None:
+    cfg = migrate._config()
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.downgrade(cfg, revision)
+
+
+def _prov_shape(store) -> tuple[set, set]:
+    with store.engine.connect() as conn:
+        insp = sa.inspect(conn)
+        schema = PG_SCHEMA if conn.dialect.name == "postgresql" else None
+        columns = {c["name"] for c in insp.get_columns("prov_runs", schema=schema)}
+        return set(insp.get_table_names(schema=schema)), columns
+
+
+def test_migration_0009_chains_the_runs_before_it_and_goes_down_and_up(db_factory):
+    """Runs recorded before revision 0009 are chained by it, oldest first; down to 0008 removes
+    the chain, the server's columns and the triggers; up again chains them anew."""
+    store = db_factory.store(init=False)
+    migrate.upgrade(store.engine, "0008")
+    t0 = datetime(2026, 11, 1, tzinfo=timezone.utc)
+    ids = [f"0009{k:04d}-0000-4000-8000-000000000000" for k in range(3)]
+    with store.engine.begin() as conn:  # inserted out of time order
+        for rid, hours in zip(ids, (2, 0, 1)):
+            conn.execute(prov_runs.insert().values(run_id=rid, step="relative", started_at=t0 + timedelta(hours=hours),
+                                                   finished_at=t0 + timedelta(hours=hours), status="success",
+                                                   n_images=1, n_aligned=1))
+            conn.execute(prov_images.insert().values(run_id=rid, image_index=0, name="img", status="SUCCESS",
+                                                     input_wcs=rid.encode()))
+    in_time_order = [ids[1], ids[2], ids[0]]
+    for late in (1, 2):
+        assert store.init() == migrate.head_revision()
+        tables, columns = _prov_shape(store)
+        assert "prov_chain" in tables and {"db_role", "db_session_role", "server_time"} <= columns
+        with store.engine.connect() as conn:
+            links = conn.execute(sa.text("SELECT run_id, db_role, server_time FROM prov_chain ORDER BY seq")).all()
+        assert [link[0] for link in links] == in_time_order
+        if store.backend == "postgresql":  # chained by the migrating role, at its time
+            assert {link[1] for link in links} == {store.engine.url.username} and links[0][2] is not None
+        report = provenance.verify_chain(store)
+        assert report.ok and report.n_runs == 3, str(report)
+        assert provenance.show_run(store, ids[0])["db_role"] is None  # the database did not see them inserted
+
+        _downgrade(store.engine, "0008")
+        store._checked = False
+        assert migrate.current_revision(store.engine) == "0008"
+        tables, columns = _prov_shape(store)
+        assert "prov_chain" not in tables and not {"db_role", "db_session_role", "server_time"} & columns
+        with store.engine.begin() as conn:  # no closed runs at 0008: an image goes in
+            conn.execute(prov_images.insert().values(run_id=ids[0], image_index=late, name="late", status="SUCCESS"))
+    store.close()
