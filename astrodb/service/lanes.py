@@ -76,14 +76,22 @@ def bounded(fn: Callable[..., Any], limit: float, until: float, *args) -> Any:
 
 
 def _start(settings) -> None:
-    """The heavy lane's process: lower its priority, open its own read-only store."""
+    """The heavy lane's process: lower its priority, open its own read-only store, end with its worker."""
     global _service
     try:
         os.nice(HEAVY_NICE)
     except OSError as exc:      # pragma: no cover - a sandbox may forbid it; the lane still works
         log.warning("cannot lower the heavy lane's CPU priority: %s", exc)
+    threading.Thread(target=_exit_with, args=(os.getppid(),), name="astrodb-heavy-watch", daemon=True).start()
     from .core import Service   # here, not at import: core uses this module
     _service = Service.open(settings)
+
+
+def _exit_with(parent: int) -> None:
+    # A worker that is stopped or killed does not take its process pool's process with it.
+    while os.getppid() == parent:
+        time.sleep(1.0)
+    os._exit(0)
 
 
 def _run_here(fn: Callable[..., Any], limit: float, until: float, *args) -> Any:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 
 import pytest
@@ -133,3 +134,49 @@ def test_settings_from_the_environment(monkeypatch):
     monkeypatch.setenv("ASTRODB_SERVICE_HEAVY_RADIUS", "wide")
     with pytest.raises(ConfigError, match="ASTRODB_SERVICE_HEAVY_RADIUS must be a number"):
         Settings.from_env()
+
+
+def _pid(svc):
+    return os.getpid()
+
+
+_ORPHAN = """
+import asyncio, sys, time
+sys.path[:0] = {path!r}
+from astrodb.service.lanes import HeavyLane
+from astrodb.service.settings import Settings
+import test_lanes
+lane = HeavyLane(Settings(store_url={url!r}))
+print(asyncio.run(lane.run(test_lanes._pid, 60.0, time.monotonic() + 60)), flush=True)
+time.sleep(60)
+"""
+
+
+def test_the_heavy_process_ends_when_its_worker_is_killed(served):
+    import signal
+    import subprocess
+
+    code = _ORPHAN.format(path=[os.path.dirname(__file__)] + sys.path, url=served[0])
+    parent = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        child = int(parent.stdout.readline())
+        os.kill(parent.pid, signal.SIGKILL)
+        parent.wait(10)
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{child}") or " Z " in _stat(child):
+                break
+            time.sleep(0.1)
+        else:
+            os.kill(child, signal.SIGKILL)
+            pytest.fail("the heavy lane's process outlived its killed worker by 5 s")
+    finally:
+        if parent.poll() is None:
+            parent.kill()
+
+
+def _stat(pid: int) -> str:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read()
+    except OSError:
+        return " Z "
