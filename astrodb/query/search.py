@@ -18,11 +18,11 @@ from dataclasses import dataclass
 import numpy as np
 import sqlalchemy as sa
 from astropy.table import Table
-import astropy.units as u
 
 from .. import epoch as epochs
 from ..errors import QueryError
 from ..store.schema import SOURCE_FLOAT_COLUMNS
+from .columns import OUTPUT_COLUMNS, SourceColumns
 from .healpix import cone_ranges
 from .regions import separation_deg
 
@@ -31,31 +31,6 @@ POSTGIS_SPHERE_RADIUS_M = 6371008.7714
 # Float slack between PostGIS' and numpy's distances; the exact cut happens in numpy.
 _PAD_DEG = 1e-7
 
-#: Output columns, their units and descriptions, in order.
-OUTPUT_COLUMNS: dict[str, tuple[u.UnitBase | None, str]] = {
-    "source_id": (None, "source identifier"),
-    "ra": (u.deg, "right ascension (ICRS) at the query epoch"),
-    "dec": (u.deg, "declination (ICRS) at the query epoch"),
-    "distance": (u.deg, "angular distance from the cone centre / footprint centre"),
-    "ra_error": (u.mas, "RA uncertainty times cos(dec) at ref_epoch"),
-    "dec_error": (u.mas, "Dec uncertainty at ref_epoch"),
-    "pmra": (u.mas / u.yr, "proper motion in RA times cos(dec)"),
-    "pmra_error": (u.mas / u.yr, ""),
-    "pmdec": (u.mas / u.yr, "proper motion in Dec"),
-    "pmdec_error": (u.mas / u.yr, ""),
-    "parallax": (u.mas, ""),
-    "parallax_error": (u.mas, ""),
-    "radial_velocity": (u.km / u.s, ""),
-    "radial_velocity_error": (u.km / u.s, ""),
-    "ref_epoch": (u.yr, "Julian year of the catalog position"),
-    "mag": (u.mag, ""),
-    "weight": (None, ""),
-    "ra_epoch_error": (u.mas, "RA uncertainty times cos(dec) at the query epoch (pm errors, or the pm prior)"),
-    "dec_epoch_error": (u.mas, "Dec uncertainty at the query epoch (pm errors, or the pm prior)"),
-    "ra_ref": (u.deg, "right ascension at ref_epoch"),
-    "dec_ref": (u.deg, "declination at ref_epoch"),
-    "propagated": (None, "position moved to the query epoch (False: no proper motion known)"),
-}
 _DB_COLUMNS = ("source_id", *SOURCE_FLOAT_COLUMNS)
 # Fetched for the position errors at the query epoch, not returned (NULL outside Gaia catalogs).
 _FETCHED = (*_DB_COLUMNS, "ra_pmra_corr", "dec_pmdec_corr")
@@ -224,10 +199,10 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
     return names, {n: values[n] for n in names}
 
 
-def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
-           observer: np.ndarray | None = None, columns=None,
-           pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
-    """Return the catalog's sources inside ``region`` at ``epoch`` as a Table sorted by distance.
+def search_columns(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
+                   observer: np.ndarray | None = None, columns=None,
+                   pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> SourceColumns:
+    """Return the catalog's sources inside ``region`` at ``epoch`` as columns sorted by distance.
 
     ``region`` has ``cap`` (ra, dec, radius) and ``contains(ra, dec)``; see
     :mod:`astrodb.query.regions`. ``epoch`` is a Julian year (None: each source at its
@@ -238,17 +213,31 @@ def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | N
     """
     cra, cdec, crad = region.cap
     data = fetch_cap(conn, stats, cra, cdec, prefilter_radius(stats, crad, epoch, observer))
+    return _result(data, stats.name, region, epoch, observer, columns, pm_prior)
+
+
+def search_columns_by_name(conn: sa.Connection, catalog: str, region, *, columns=None,
+                           pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> SourceColumns:
+    """:func:`search_columns` at the catalog's own epochs on PostgreSQL, the catalog given by
+    name: its statistics are not needed then, so the lookup and the pre-filter are one statement.
+
+    An empty result is an empty region or an unknown catalog: the caller tells them apart.
+    """
+    cra, cdec, crad = region.cap
+    data = fetch_cap_by_name(conn, catalog, cra, cdec, min(crad + _PAD_DEG, 180.0))
+    return _result(data, catalog, region, None, None, columns, pm_prior)
+
+
+def _result(data, catalog: str, region, epoch, observer, columns, pm_prior) -> SourceColumns:
     names, values = select(data, region, epoch=epoch, observer=observer, columns=columns, pm_prior=pm_prior)
-    arrays, units, descs = [], [], []
-    for name in names:
-        unit, desc = OUTPUT_COLUMNS[name]
-        v = values[name]
-        missing = np.isnan(v) if v.dtype.kind == "f" else None
-        # Masked only where something is missing (becomes a MaskedColumn).
-        arrays.append(np.ma.MaskedArray(v, mask=missing) if missing is not None and missing.any() else v)
-        units.append(unit)
-        descs.append(desc)
-    # One Table call with names/units/descriptions: ~30% cheaper than building Columns first.
-    return Table(arrays, names=names, units=units, descriptions=descs, copy=False,
-                 meta={"catalog": stats.name, "epoch": epoch, "cap_ra": cra, "cap_dec": cdec,
-                       "cap_radius": crad})
+    cra, cdec, crad = region.cap
+    return SourceColumns(names, values, {"catalog": catalog, "epoch": epoch, "cap_ra": cra, "cap_dec": cdec,
+                                         "cap_radius": crad})
+
+
+def search(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
+           observer: np.ndarray | None = None, columns=None,
+           pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
+    """:func:`search_columns` as an astropy Table (units, descriptions, masked where missing)."""
+    return search_columns(conn, stats, region, epoch=epoch, observer=observer, columns=columns,
+                          pm_prior=pm_prior).to_table()

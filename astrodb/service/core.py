@@ -16,7 +16,8 @@ from .. import __version__, connect
 from ..config import resolve_url
 from . import lanes
 from .errors import BadParameter, call_store, one_line, quiet_pool_faults
-from .rows import Rows, cone_rows
+from ..query.columns import SourceColumns
+from ..query.regions import Cone
 from .settings import Settings
 
 log = logging.getLogger("astrodb.service")
@@ -60,7 +61,7 @@ def _schema_revision() -> str:
 
 @dataclass
 class Result:
-    rows: Rows
+    rows: SourceColumns
     truncated: bool
     limit: int
 
@@ -131,7 +132,7 @@ class Service:
              columns=None, limit: int, pm_prior: float | None = None) -> Result:
         self.check_name(catalog)
         kw = {} if pm_prior is None else {"pm_prior": pm_prior}
-        rows = call_store(self.store, cone_rows, self.store, catalog, ra, dec, radius, epoch=epoch,
+        rows = call_store(self.store, self.store.search, Cone.create(ra, dec, radius), catalog=catalog, epoch=epoch,
                           columns=columns, **kw)
         return self._limit(rows, limit)
 
@@ -139,12 +140,11 @@ class Service:
                   pm_prior: float | None = None) -> Result:
         self.check_name(catalog)
         kw = {} if pm_prior is None else {"pm_prior": pm_prior}
-        t = call_store(self.store, self.store.footprint, region, catalog=catalog, epoch=epoch,
-                       columns=columns, **kw)
-        return self._limit(Rows.from_table(t), limit)
+        rows = call_store(self.store, self.store.search, region, catalog=catalog, epoch=epoch, columns=columns, **kw)
+        return self._limit(rows, limit)
 
     @staticmethod
-    def _limit(rows: Rows, limit: int) -> Result:
+    def _limit(rows: SourceColumns, limit: int) -> Result:
         if len(rows) > limit:
             return Result(rows.head(limit), True, limit)   # sorted by distance: the nearest are kept
         return Result(rows, False, limit)

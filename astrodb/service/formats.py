@@ -14,7 +14,7 @@ from xml.sax.saxutils import escape, quoteattr
 import numpy as np
 
 from . import cells
-from .rows import Rows
+from ..query.columns import SourceColumns
 
 # name -> (VOTable datatype, UCD1+, VOUnit).
 VOTABLE_FIELDS: dict[str, tuple[str, str, str | None]] = {
@@ -54,13 +54,13 @@ _VOT_HEAD = {"1.1": _XML + '<VOTABLE version="1.1" xmlns="http://www.ivoa.net/xm
              "1.3": _XML + '<VOTABLE version="1.3" xmlns="http://www.ivoa.net/xml/VOTable/v1.3">\n'}
 
 
-def votable(rows: Rows, *, description: str, epoch: float | None, truncated: bool,
+def votable(rows: SourceColumns, *, description: str, epoch: float | None, truncated: bool,
             infos: dict[str, str] | None = None, scs: bool = False, deadline: float | None = None) -> bytes:
     """A VOTable document with one RESOURCE holding one TABLE (TABLEDATA).
 
     Parameters
     ----------
-    rows : Rows
+    rows : SourceColumns
         The columns and their metadata.
     description : str
         The RESOURCE's description.
@@ -147,7 +147,7 @@ def gsss_error(message: str) -> bytes:
     return f"#ERROR: {text}\r\nerror\r\n{quoted}\r\n".encode()
 
 
-def json_result(rows: Rows, meta: dict, *, deadline: float | None = None) -> bytes:
+def json_result(rows: SourceColumns, meta: dict, *, deadline: float | None = None) -> bytes:
     """``{"meta": ..., "columns": [{name, unit, description}], "rows": [[...], ...]}``; null for missing.
 
     ``deadline``: ``time.monotonic()`` value past which rendering stops (:class:`cells.DeadlineExceeded`).
@@ -160,7 +160,7 @@ def json_result(rows: Rows, meta: dict, *, deadline: float | None = None) -> byt
     return b"".join((head[:-1].encode(), b',"rows":[', body[:-1], b"]}"))
 
 
-def text_table(rows: Rows, fmt: str, meta: dict, *, deadline: float | None = None) -> bytes:
+def text_table(rows: SourceColumns, fmt: str, meta: dict, *, deadline: float | None = None) -> bytes:
     """ECSV (units, descriptions and ``meta`` kept; comma-delimited) or plain CSV.
 
     The ECSV header is astropy's, written for the table without its rows (it does not depend on
@@ -168,7 +168,7 @@ def text_table(rows: Rows, fmt: str, meta: dict, *, deadline: float | None = Non
 
     Parameters
     ----------
-    rows : Rows
+    rows : SourceColumns
         The columns.
     fmt : {"ecsv", "csv"}
         The format.

@@ -13,7 +13,8 @@ from .. import epoch as epochs
 from .. import limits
 from ..errors import CatalogNotFoundError, ConfigError, IngestError, QueryError
 from ..query.regions import Cone, make_region
-from ..query.search import CatalogStats, search
+from ..query.columns import SourceColumns
+from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .engine import create_store_engine
 from .schema import catalogs, source_files, sources
@@ -271,7 +272,8 @@ class Store:
             ``dec_ref`` (stored positions) and ``propagated`` (False: no proper motion, kept
             at its catalogued position).
         """
-        return self._search(Cone.create(ra, dec, radius), catalog, epoch, observer, columns, pm_prior)
+        return self.search(Cone.create(ra, dec, radius), catalog=catalog, epoch=epoch, observer=observer,
+                           columns=columns, pm_prior=pm_prior).to_table()
 
     def footprint(self, region, *, catalog: str, epoch=None, observer=None, columns=None,
                   pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> Table:
@@ -286,9 +288,28 @@ class Store:
         catalog, epoch, observer, columns, pm_prior
             As for :meth:`cone`. ``distance`` is measured from the region's centre.
         """
-        return self._search(make_region(region), catalog, epoch, observer, columns, pm_prior)
+        return self.search(region, catalog=catalog, epoch=epoch, observer=observer, columns=columns,
+                           pm_prior=pm_prior).to_table()
 
-    def _search(self, region, catalog: str, epoch, observer, columns, pm_prior) -> Table:
+    def search(self, region, *, catalog: str, epoch=None, observer=None, columns=None,
+               pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> SourceColumns:
+        """The search behind :meth:`cone` and :meth:`footprint`, as numpy columns (no Table).
+
+        Parameters
+        ----------
+        region : Cone, Polygon, WCSFootprint, or what :meth:`footprint` accepts
+            The sky region (:mod:`astrodb.query.regions`).
+        catalog, epoch, observer, columns, pm_prior
+            As for :meth:`cone`.
+
+        Returns
+        -------
+        SourceColumns
+            The columns sorted by distance from the region's centre, NaN where a value is
+            missing; ``to_table()`` gives what :meth:`cone` returns.
+        """
+        if not hasattr(region, "cap"):
+            region = make_region(region)
         self._require_schema()
         try:
             jy = None if epoch is None else float(epochs.to_julian_year(epoch))
@@ -306,8 +327,14 @@ class Store:
             if not np.all(np.isfinite(obs)):
                 raise QueryError(f"observer must be a finite barycentric position in AU, got {observer!r}")
         with self._reader.connect() as conn:
-            stats = self._stats(conn, catalog)
-            return search(conn, stats, region, epoch=jy, observer=obs, columns=columns, pm_prior=pm_prior)
+            if jy is None and obs is None and conn.dialect.name == "postgresql":
+                # At the catalog's own epochs the motion statistics are not needed: one round trip.
+                found = search_columns_by_name(conn, catalog, region, columns=columns, pm_prior=pm_prior)
+                if len(found) == 0:
+                    self._stats(conn, catalog)     # an empty region, or CatalogNotFoundError
+                return found
+            stats = self._stats(conn, catalog)   # CatalogNotFoundError for an unknown name
+            return search_columns(conn, stats, region, epoch=jy, observer=obs, columns=columns, pm_prior=pm_prior)
 
 
 def connect(url: str | None = None) -> Store:

@@ -16,19 +16,19 @@ from astropy.table import Table
 
 from astrodb.service import cells
 from astrodb.service.formats import gsss_csv, json_result, text_table, votable
-from astrodb.service.rows import Rows
+from astrodb.query.columns import SourceColumns
 
 AWKWARD = np.array([1e-5, 0.1, 1 / 3, 1e22, -0.0, 5e-324, 2.0, 269.45207511, 1e16, 123456789.0, -7.25e-300, np.nan])
 
 
-def _rows(n: int, seed: int = 1) -> Rows:
+def _rows(n: int, seed: int = 1) -> SourceColumns:
     rng = np.random.default_rng(seed)
     ra = rng.uniform(0, 360, n)
     ra[: len(AWKWARD)] = AWKWARD[:n] if n < len(AWKWARD) else AWKWARD
     pm = rng.normal(0, 5, n)
     pm[::7] = np.nan
     ids = rng.integers(0, 2 ** 62, n, dtype=np.int64)
-    return Rows(["source_id", "ra", "pmra", "ref_epoch", "propagated"],
+    return SourceColumns(["source_id", "ra", "pmra", "ref_epoch", "propagated"],
                 {"source_id": ids, "ra": ra, "pmra": pm, "ref_epoch": np.full(n, 2016.0),
                  "propagated": rng.uniform(size=n) < 0.5})
 
