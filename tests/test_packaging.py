@@ -88,7 +88,8 @@ def test_the_context_builds_a_wheel_in_a_clean_venv(tmp_path):
     wheel = next(out.glob("astrodb-*.whl"))
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("astrodb/store/store.py", "aligner/align.py", "astrodb/_migrations/env.py",
-                   "astrodb/service/app.py"):
+                   "astrodb/service/app.py", "astrodb/_migrations/versions/0002_sql_functions.sql",
+                   "astrodb/_migrations/versions/0008_input_checks.downgrade.sql"):
         assert module in names, module
 
 

@@ -412,3 +412,27 @@ def test_propagate_refuses_impossible_positions(store, ra, dec, what):
         _sql(store, f"SELECT * FROM astrodb.propagate({ra}, {dec}, 1, 1, 1, 0, 2016, 2030)")
     with pytest.raises(ValueError, match="dec must be within"):
         epochs.propagate(10.0, 95.0, 1.0, 1.0, 1.0, 0.0, 2016.0, 2030.0)
+
+
+def test_the_package_generator_builds_what_the_migrations_left(db_factory):
+    """astrodb.store.sql_functions.create_sql() (what the next revision that changes the
+    functions starts from) gives, function by function, the definitions the frozen SQL of the
+    migrations installed."""
+    from astrodb.store import sql_functions
+
+    store = db_factory.store()
+    try:
+        _require_pg(store)
+        query = ("SELECT p.oid::regprocedure::text, pg_get_functiondef(p.oid) FROM pg_proc p "
+                 "JOIN pg_namespace n ON n.oid = p.pronamespace WHERE n.nspname = 'astrodb' AND p.proname !~ '^prov_'")
+        with store.engine.begin() as conn:
+            migrated = dict(conn.exec_driver_sql(query).fetchall())
+            conn.execute(sa.text(sql_functions.drop_sql()))
+            assert not conn.exec_driver_sql(query).fetchall()
+            conn.execute(sa.text(sql_functions.create_sql()))
+            generated = dict(conn.exec_driver_sql(query).fetchall())
+        assert set(generated) == set(migrated) and len(migrated) >= 10
+        for name, body in migrated.items():
+            assert generated[name] == body, name
+    finally:
+        store.close()
