@@ -22,10 +22,10 @@ import argparse
 import datetime as dt
 import os
 import platform
-import shlex
 import sys
 import time
 import warnings
+from pathlib import Path
 
 import astropy
 import astropy.units as u
@@ -35,6 +35,9 @@ from astropy.coordinates import Distance, SkyCoord
 from astropy.time import Time
 
 from astrodb import epoch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_store import code_version, command_line  # noqa: E402  (the run-header helpers)
 
 REF_EPOCH = 2016.0
 
@@ -134,11 +137,11 @@ def main() -> None:
     diff = erfa.seps(np.radians(ours.ra), np.radians(ours.dec), ra2, dec2) / erfa.DMAS2R
 
     base = min(times["erfa.pmsafe (call only)"])
-    cmd = shlex.join([os.path.relpath(sys.executable)] + sys.argv)
+    cmd = command_line("bench/bench_epoch.py", sys.argv[1:])
     print("## Epoch propagation benchmark\n")
-    print(f"- command: `{cmd}`")
+    print(f"- command: `{cmd}` (in the repository root)")
     print(f"- machine: {machine()}")
-    print(f"- date: {dt.datetime.now(dt.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}")
+    print(f"- measured on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}; code: {code_version()}")
     print(f"- data: {args.n:,} synthetic Gaia-like stars (seed {args.seed}), "
           f"{REF_EPOCH} -> {target}; best / median of {args.repeats} interleaved repeats")
     print(f"- max |propagate - erfa.pmsafe| on these stars: {diff.max():.2e} mas\n")

@@ -49,7 +49,6 @@ import json
 import os
 import platform
 import resource
-import shlex
 import shutil
 import sqlite3
 import sys
@@ -65,7 +64,7 @@ import psycopg
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 sys.path.insert(0, str(HERE))
-from bench_store import code_version, pg_url_for  # noqa: E402  (one copy of the run-header helpers)
+from bench_store import code_version, command_line, pg_url_for  # noqa: E402  (one copy of the run-header helpers)
 OUT_DIR = HERE / "out"
 CACHE_DIR = OUT_DIR / "gaia_dr3_files"
 CACHE_VERSION = 1  # bump when the generated files change
@@ -175,7 +174,7 @@ def _procs(dbname: str | None) -> dict[int, tuple[str, float]]:
     """pid -> (kind, CPU seconds) of every process but this one and its children (counted by
     getrusage): PostgreSQL 'ours' (backends of ``dbname``), 'other' (backends of other databases),
     'bg' (checkpointer, WAL writer, autovacuum, ...); 'kernel' (kernel threads: I/O writeback,
-    ...); 'user' (any other process: other sessions' work)."""
+    ...); 'user' (any other process on the machine)."""
     out, me = {}, os.getpid()
     for d in os.listdir("/proc"):
         if not d.isdigit() or int(d) == me:
@@ -593,7 +592,7 @@ class Bench:
             self.res["revision"] = store.init()
             self.res["server"] = self.server_info(db)
             eng = store.engine
-            cat_id = gaia._ensure_catalog(eng, "raw_copy_dr3", "dr3")  # its partition: indexed at creation
+            cat_id, _ = gaia._ensure_catalog(eng, "raw_copy_dr3", "dr3")  # its partition: indexed at creation
             part = partitions.partition_name(cat_id)
             file_ids = []
             with eng.begin() as conn:
@@ -637,7 +636,7 @@ class Bench:
                      "raw binary COPY, (f) the 2 btree indexes only (UNIQUE (catalog_id, source_id), (catalog_id, hpx29))"),
                 ]
                 # (b) again, into a second Gaia catalog's fresh partition, two files at a time
-                cat2 = gaia._ensure_catalog(eng, "raw_copy_dr3_2conn", "dr3")
+                cat2, _ = gaia._ensure_catalog(eng, "raw_copy_dr3_2conn", "dr3")
                 variants.append(("copy_idx_2conn", f"astrodb.{partitions.partition_name(cat2)}", [],
                                  "raw binary COPY, (b′) like (b) into a fresh Gaia partition, 2 files at a time on 2 "
                                  "connections (threads)", cat2, 2))
@@ -785,16 +784,17 @@ class Bench:
         rows = sum(f["rows"] for f in F)
         text = R["text_bytes"]
         gz = sum(f["gz_bytes"] for f in F)
-        cmd = " ".join(shlex.quote(x) for x in getattr(sys, "orig_argv", [sys.executable] + sys.argv))
+        cmd = command_line("bench/bench_gaia.py", sys.argv[1:], {"--pg": "URL"})
+        code, code_end = R["code_start"], code_version()
         L = ["## Gaia ingest (`bench/bench_gaia.py`)", "",
-             f"- Command: `{cmd}` (in /work/main)",
-             f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; wall time {wall / 60:.1f} min "
+             f"- Command: `{cmd}` (in the repository root)",
+             f"- Measured on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}; wall time {wall / 60:.1f} min "
              + (f"(file generation {R['t_gen']:.0f} s, not included)" if R["t_gen"] > 1
                 else "(the files were cached: their generation is not included)"),
              f"- Machine: {machine['nproc']} CPUs (`nproc`), {machine['cpu']}, {machine['ram']} RAM, Linux {machine['kernel']}; "
              f"load average at the start {R['load_start'][0]:.2f}/{R['load_start'][1]:.2f}/{R['load_start'][2]:.2f}, "
              f"at the end {R['load_end'][0]:.2f}/{R['load_end'][1]:.2f}/{R['load_end'][2]:.2f}; over the run the machine's "
-             f"CPUs were {R['whole']['machine_busy']:.0%} busy; other processes (other sessions' tests and benchmarks, "
+             f"CPUs were {R['whole']['machine_busy']:.0%} busy; other processes (anything else running on the machine, "
              f"alive at both ends or short-lived) took {(R['whole']['others']['user'] + R['whole']['pg']['other'] + R['whole']['unattributed']) / R['whole']['wall']:.2f} "
              f"cores on average, kernel threads {R['whole']['others']['kernel'] / R['whole']['wall']:.2f}",
              f"- PostgreSQL {srv.get('server')}, PostGIS {srv.get('postgis')}; server settings untouched: shared_buffers "
@@ -803,7 +803,8 @@ class Bench:
              f"{srv.get('wal_compression')}; SQLite {sqlite3.sqlite_version}; Python {platform.python_version()}, "
              f"numpy {np.__version__}, pyarrow {R['versions']['pyarrow']}, isal {R['versions']['isal']}, "
              f"astropy {R['versions']['astropy']}",
-             f"- astrodb code at the start: {R['code_start']}; at the end: {code_version()}; schema revision {R.get('revision')}",
+             f"- Code: {code}" + ("" if code_end == code else f"; at the end: {code_end}")
+             + f"; schema revision {R.get('revision')}",
              f"- Data: {len(F)} DR3 `GaiaSource_*.csv.gz` partitions × {F[0]['rows']:,} rows = {rows:,} rows, written by "
              f"tests/gaia_fixtures.py in the archive's layout (ECSV header, all 152 columns, `null` for missing; "
              f"generated rows, each file on its own patch of sky), with `_MD5SUM.txt`: {text / 1e6:,.0f} MB of text "
@@ -858,8 +859,8 @@ class Bench:
         L += ["", "### Where the end-to-end time goes", "",
               "CPU seconds during each run, by process: the main process, its worker processes, the PostgreSQL backends "
               "of the run's database, autovacuum workers (any database), PostgreSQL's other background processes (WAL "
-              "writer, checkpointer), kernel threads, interrupts, other processes (other sessions' tests and "
-              "benchmarks, backends of other databases), and the rest of the machine's busy time (processes too "
+              "writer, checkpointer), kernel threads, interrupts, other processes (anything else running on the "
+              "machine, backends of other databases), and the rest of the machine's busy time (processes too "
               "short-lived for the 0.5 s sampling).", "",
               "| Run | Wall (s) | main | workers | PG backends (run's DB) | PG autovacuum workers | PG background | "
               "kernel threads | irq | other processes | unattributed | machine busy |",
@@ -907,7 +908,7 @@ class Bench:
             L += [f"SQLite file after ingest: {E['sqlite_j2']['size'] / 1e6:.0f} MB."]
 
         # targets
-        L += ["", "### Targets (issue)", "", "| Target | Measured | Met |", "|---|---|---|"]
+        L += ["", "### Targets", "", "| Target | Measured | Met |", "|---|---|---|"]
         best = max((E[k] for k in ("pg_j1", "pg_j2") if k in E), key=lambda d: d["rate"], default=None)
         if best is not None:
             bk = "jobs=2" if best is E.get("pg_j2") else "jobs=1"

@@ -39,7 +39,7 @@ sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
 from bench_service import BenchStore, pct, random_centres, start_server  # noqa: E402
-from bench_store import code_version, gaia_like_sky, log, machine_info  # noqa: E402
+from bench_store import code_version, command_line, gaia_like_sky, log, machine_info  # noqa: E402
 
 OUT = HERE / "out" / "heavy.md"
 PATCH = (150.0, 20.0, 3.0)     # centre ra, dec and radius of the dense patch, deg
@@ -171,10 +171,11 @@ def main(argv=None) -> None:
 
     m = machine_info()
     yes = {True: "yes", False: "**no**"}
-    cmd = "bench/bench_heavy.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line("bench/bench_heavy.py", argv if argv is not None else sys.argv[1:],
+                       {"--url": "URL", "--pg": "URL"})
     md = ["## HTTP service: small cones beside heavy requests (bench/bench_heavy.py)", "",
-          f"- Command: `.venv/bin/python {cmd.strip()}`",
-          f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time "
+          f"- Command: `{cmd}` (in the repository root)",
+          f"- Measured on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}; wall time "
           f"{(time.time() - t_start) / 60:.1f} min; {code_version()}",
           f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']}, Linux {m['kernel']}; Python "
           f"{platform.python_version()}; load average before {load_before[0]:.2f}",

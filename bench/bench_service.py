@@ -25,6 +25,7 @@ import asyncio
 import datetime as dt
 import os
 import platform
+import re
 import socket
 import subprocess
 import sys
@@ -39,7 +40,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_store import code_version, gaia_like_sky, log, machine_info, pg_url_for  # noqa: E402
+from bench_store import code_version, command_line, gaia_like_sky, log, machine_info, pg_url_for  # noqa: E402
 
 OUT = HERE / "out" / "service.md"
 TARGETS = {"errors": 0, "p99_ms": 50.0, "rps": 1000.0}
@@ -309,6 +310,7 @@ def main(argv=None) -> None:
     load_before = os.getloadavg()
     others = subprocess.run(["pgrep", "-af", "bench_"], capture_output=True, text=True).stdout.splitlines()
     others = [o for o in others if str(os.getpid()) not in o.split()[0] and "pgrep" not in o]
+    others = sorted({name for o in others for name in re.findall(r"bench_\w+\.py", o)})  # names, not command lines
     bs, info = BenchStore(args), {}
     proc = None
     try:
@@ -348,18 +350,19 @@ def main(argv=None) -> None:
     m = machine_info()
     met = {"errors": errors == TARGETS["errors"], "p99": p99 < TARGETS["p99_ms"], "rps": rps >= TARGETS["rps"]}
     yes = {True: "yes", False: "**no**"}
-    cmd = "bench/bench_service.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    cmd = command_line("bench/bench_service.py", argv if argv is not None else sys.argv[1:],
+                       {"--url": "URL", "--pg": "URL"})
     md = [
         "## HTTP service (bench/bench_service.py)",
         "",
-        f"- Command: `.venv/bin/python {cmd.strip()}`",
-        f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M} UTC; wall time "
+        f"- Command: `{cmd}` (in the repository root)",
+        f"- Measured on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}; wall time "
         f"{(time.time() - t_start) / 60:.1f} min; {code_version()}",
         f"- Machine: {m['nproc']} CPUs, {m['cpu']}, {m['ram']}, Linux {m['kernel']}; "
         f"Python {platform.python_version()}",
         f"- Load average before the run {load_before[0]:.2f} (1 min), at the start of the load "
         f"{load_at_start[0]:.2f}; other benchmark processes: "
-        + ("; ".join(o.split(None, 1)[1][:80] for o in others) if others else "none"),
+        + (", ".join(others) if others else "none"),
     ]
     if info:
         md.append(f"- Store: PostgreSQL {info['server']}, PostGIS {info['postgis']} ({info['settings']}), schema "
@@ -367,7 +370,7 @@ def main(argv=None) -> None:
                   f"(generated {info['generate_s']:.0f} s, ingested {info['ingest_s']:.0f} s); served as the "
                   "read-only role of docs/service.md")
     else:
-        md.append(f"- Store: {args.url.split('@')[-1]} catalog {args.catalog}")
+        md.append(f"- Store: an existing store (`--url`), catalog `{args.catalog}`")
     md += [
         f"- Server: `astrodb serve --workers {args.workers}"
         f"{'' if args.threads is None else f' --threads {args.threads}'} --no-access-log` (uvicorn, "

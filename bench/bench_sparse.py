@@ -78,7 +78,6 @@ import math
 import multiprocessing as mp
 import os
 import re
-import shlex
 import signal
 import sys
 import tempfile
@@ -103,7 +102,8 @@ from astropy.table import Table  # noqa: E402
 
 import aligner  # noqa: E402
 from aligner_synth import SimScene, make_correctors, make_scene  # noqa: E402
-from bench_align import cpu_model, git, load_avg, package_versions, write_section  # noqa: E402
+from bench_align import cpu_model, package_versions, write_section  # noqa: E402
+from bench_store import code_version, command_line  # noqa: E402
 
 SECTION = "## Aligner: sparse fields"
 PIXEL_SCALE = 0.05              # arcsec / pixel
@@ -596,11 +596,11 @@ def render(cells: Sequence[Cell], summaries: dict, args: argparse.Namespace, met
     """The Markdown section: settings, one table per kind, targets, failure legend."""
     L = [SECTION, "",
          f"- Command: `{meta['command']}` (in the repository root)",
-         f"- Date: {meta['date']}; wall time {meta['wall_min']:.1f} min; {args.jobs} process(es)",
-         f"- Machine: {meta['nproc']} CPUs (`nproc`), {meta['cpu']}; load at start: {meta['load_start']}; "
-         f"at end: {meta['load_end']}",
+         f"- Measured on {meta['date']}; wall time {meta['wall_min']:.1f} min; {args.jobs} process(es)",
+         f"- Machine: {meta['nproc']} CPUs (`nproc`), {meta['cpu']}; load average (1, 5, 15 min) at the start: "
+         f"{meta['load_start']}; at the end: {meta['load_end']}",
          f"- Versions: {meta['versions']}",
-         f"- Code: commit {meta['commit']}" + (f"; uncommitted changes in: {meta['dirty']}" if meta["dirty"] else ""),
+         f"- Code: {meta['code']}",
          f"- Scenes: one {SHAPE[1]}×{SHAPE[0]} image at {PIXEL_SCALE}″/px, no distortion; N reference stars on "
          f"the chip, all detected; K = round(N f / (1 − f)) spurious detections; reference stars around the chip "
          f"at the chip's density; centroid noise {CENTROID_MAS:g} mas, reference noise {REF_NOISE_MAS:g} mas per "
@@ -666,6 +666,11 @@ def render(cells: Sequence[Cell], summaries: dict, args: argparse.Namespace, met
     return "\n".join(L).rstrip() + "\n"
 
 
+def load_avg() -> str:
+    """The load average (1, 5, 15 min), without the time of day."""
+    return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+
+
 def versions() -> str:
     """Versions of Python and the packages both tools run on."""
     return ", ".join(package_versions())
@@ -707,12 +712,9 @@ def main(argv: Iterable[str] | None = None) -> None:
 
     cells = [Cell(kind, n, f, s) for kind in args.kinds for n in ns for f in fracs for s in shifts]
     tasks = [(c, k, args.seed, args.timeout, args.scratch) for c in cells for k in range(args.trials)]
-    exe = sys.executable
-    meta = {"command": shlex.join([os.path.relpath(exe, ROOT) if exe.startswith(str(ROOT)) else exe,
-                                   os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+    meta = {"command": command_line("bench/bench_sparse.py", sys.argv[1:]),
             "nproc": len(os.sched_getaffinity(0)), "cpu": cpu_model(), "load_start": load_avg(),
-            "versions": versions(), "commit": git("log", "-1", "--format=%h %cd", "--date=format:%Y-%m-%d %H:%M"),
-            "dirty": " ".join(git("status", "--short", "--", "aligner", "tests").split())}
+            "versions": versions(), "code": code_version(("aligner", "tests"))}
     log(meta["versions"])
     log(f"{len(cells)} cells x {args.trials} trials on {args.jobs} process(es)")
     t_start = time.perf_counter()
@@ -730,7 +732,7 @@ def main(argv: Iterable[str] | None = None) -> None:
     summaries = {c: summarize(rs) for c, rs in results.items() if rs}
     meta["wall_min"] = (time.perf_counter() - t_start) / 60.0
     meta["load_end"] = load_avg()
-    meta["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    meta["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     text = render(cells, summaries, args, meta)
     print(text)
     if args.json:

@@ -187,18 +187,73 @@ def machine_info() -> dict:
     return {"nproc": os.cpu_count(), "cpu": cpu, "ram": ram, "kernel": platform.release()}
 
 
-def code_version() -> str:
-    """The astrodb code measured: git commit and uncommitted changes under astrodb/ and migrations/."""
+def code_version(paths=("astrodb", "aligner", "migrations")) -> str:
+    """The code measured, as a report gives it: the package's version and whether the working tree
+    has uncommitted changes under ``paths`` (no commit hash or message, no path of this machine)."""
     import subprocess
-    root = HERE.parent
     try:
-        head = subprocess.run(["git", "-C", str(root), "log", "-1", "--format=%h %ad %s", "--date=format:%H:%M"],
-                              capture_output=True, text=True, timeout=10).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(root), "status", "--porcelain", "--", "astrodb", "migrations"],
-                               capture_output=True, text=True, timeout=10).stdout.splitlines()
-    except Exception as exc:
-        return f"unknown ({exc})"
-    return f"commit {head or '(none)'}" + (f" + {len(dirty)} uncommitted file(s) under astrodb/, migrations/" if dirty else "")
+        from importlib.metadata import version
+        pkg = f"astrodb {version('astrodb')}"
+    except Exception:  # not installed: the source tree's own
+        pkg = "astrodb (version unknown)"
+    try:
+        out = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--", *paths],
+                             capture_output=True, text=True, timeout=10)
+        dirty = ("yes" if out.stdout.strip() else "no") if out.returncode == 0 else "unknown (not a git checkout)"
+    except Exception:
+        dirty = "unknown (no git)"
+    return f"{pkg}, uncommitted changes: {dirty}"
+
+
+def command_line(script: str, args, placeholders: dict[str, str] | None = None) -> str:
+    """The command that ran, as a report shows it, run from the repository root and free of this
+    machine's paths: the interpreter as ``.venv/bin/python`` (``python`` if it is another one),
+    ``script`` as given (``bench/bench_store.py``), absolute paths inside the repository made
+    relative to it and other absolute paths written ``PATH``, and the value of each option in
+    ``placeholders`` (e.g. ``{"--url": "URL"}``: a database URL) written as that word."""
+    root = HERE.parent.resolve()
+    placeholders = placeholders or {}
+
+    def clean(value: str) -> str:
+        if not os.path.isabs(value):
+            return value
+        try:
+            return Path(value).resolve().relative_to(root).as_posix()
+        except ValueError:
+            return "PATH"
+
+    words, pending = [], None
+    for arg in args:
+        if pending is not None:
+            words.append(pending)
+            pending = None
+            continue
+        key, eq, value = arg.partition("=")
+        if key in placeholders:
+            if eq:
+                words.append(f"{key}={placeholders[key]}")
+            else:
+                words.append(arg)
+                pending = placeholders[key]
+        elif arg.startswith("--") and eq:
+            words.append(f"{key}={clean(value)}")
+        else:
+            words.append(clean(arg))
+    exe = Path(os.path.abspath(sys.executable))
+    python = ".venv/bin/python" if (root / ".venv") in exe.parents else "python"
+    return shlex.join([python, script, *words])
+
+
+def without_machine_paths(text: str) -> str:
+    """``text`` (e.g. a cProfile listing) with the directories of this machine left out of file
+    names: the repository's files relative to its root, the installed packages' and the standard
+    library's relative to their directory (``astrodb/query/search.py``, ``psycopg/cursor.py``,
+    ``copy.py``)."""
+    dirs = {str(HERE.parent), sys.prefix, sys.base_prefix, sys.exec_prefix,
+            *(d for d in sys.path if os.path.isabs(d) and os.path.isdir(d))}
+    for d in sorted(dirs, key=len, reverse=True):
+        text = text.replace(d.rstrip("/") + "/", "")
+    return text
 
 
 def pg_url_for(admin: str, dbname: str) -> str:
@@ -740,7 +795,7 @@ class Bench:
         pstats.Stats(pr, stream=s).sort_stats("cumulative").print_stats(40)
         s.write("\n\n==== by tottime ====\n")
         pstats.Stats(pr, stream=s).sort_stats("tottime").print_stats(25)
-        (OUT_DIR / f"store_cone_profile_{tag}.txt").write_text(s.getvalue())
+        (OUT_DIR / f"store_cone_profile_{tag}.txt").write_text(without_machine_paths(s.getvalue()))
         return out
 
     # -- SQLite ----------------------------------------------------------------------------
@@ -808,10 +863,11 @@ class Bench:
     def report(self, machine, server, t_gen, wall) -> str:
         a, R = self.args, self.res
         L = []
-        cmd = " ".join(shlex.quote(x) for x in getattr(sys, "orig_argv", [sys.executable] + sys.argv))
+        cmd = command_line("bench/bench_store.py", sys.argv[1:], {"--pg": "URL"})
+        code, code_end = R.get("code_start"), code_version()
         L += ["## Store benchmark (`bench/bench_store.py`)", "",
-              f"- Command: `{cmd}` (in /work/main)",
-              f"- Date: {dt.datetime.now(dt.timezone.utc):%Y-%m-%d %H:%M UTC}; wall time {wall / 60:.1f} min",
+              f"- Command: `{cmd}` (in the repository root)",
+              f"- Measured on {dt.datetime.now(dt.timezone.utc):%Y-%m-%d}; wall time {wall / 60:.1f} min",
               f"- Machine: {machine['nproc']} CPUs (`nproc`), {machine['cpu']}, {machine['ram']} RAM, Linux {machine['kernel']}",
               f"- PostgreSQL {server['server']}, PostGIS {server['postgis']} (GEOS {server['geos']}), Q3C {server['q3c']}, "
               f"SQLite {sqlite3.sqlite_version}; Python {platform.python_version()}, numpy {np.__version__}, "
@@ -819,8 +875,8 @@ class Bench:
               f"- Server settings (defaults, untouched): shared_buffers {server['shared_buffers']}, work_mem {server['work_mem']}, "
               f"maintenance_work_mem {server['maintenance_work_mem']}, effective_cache_size {server['effective_cache_size']}, "
               f"max_wal_size {server['max_wal_size']}, synchronous_commit {server['synchronous_commit']}, jit {server['jit']}",
-              f"- astrodb code at the start: {R.get('code_start')}; at the end: {code_version()} "
-              "(other engineers edit astrodb meanwhile; modules are imported when first used)",
+              f"- Code: {code}" + ("" if code_end == code else
+                                    f"; at the end: {code_end} (modules are imported when first used)"),
               f"- Schema revision: {R.get('revision')}; data: {a.rows:,} synthetic Gaia-like rows uniform on the sky "
               f"(20% without pm/parallax, RV for ~30% of the rest, 200 fast movers up to 10″/yr, Gaia-style "
               f"HEALPix-12 source_id; generated in {t_gen:.1f} s); {a.queries} cone centres uniform on the sphere "
@@ -987,8 +1043,9 @@ class Bench:
                  f"{'yes' if I['store']['rate'] / raw_a >= 0.5 else 'NO'} vs (a) |")
         q6 = S["store"][6.0]["p50"]
         L.append(f"| SQLite cone p50 ≤ 5 ms at 6′ on {S['ingest']['rows']:,} rows | {fmt_ms(q6)} ms | {'yes' if q6 <= 5 else 'NO'} |")
-        L += ["", "Anchor figures from anchors.md (10 M rows, this machine type): PostGIS clustered 0.12 ms at 6′, "
-                  "HEALPix ranges 0.35 ms, Q3C 2.8 ms (0.4 ms with generic plans), unclustered PostGIS 2.5 ms."]
+        L += ["", "The anchors measured apart from this benchmark (10 M rows, the same machine type): PostGIS on a "
+                  "spatially clustered table 0.12 ms at 6′, HEALPix ranges 0.35 ms, Q3C 2.8 ms (0.4 ms with generic "
+                  "plans), PostGIS unclustered 2.5 ms."]
         L += ["", "Machine activity (load average 1/5/15 min; active PostgreSQL backends of other databases): " +
               "; ".join(f"{k}: {v[0]:.2f}/{v[1]:.2f}/{v[2]:.2f}, {v[3]} other" for k, v in R.get("activity", {}).items()) + "."]
         if self.notes:

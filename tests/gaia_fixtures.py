@@ -11,10 +11,11 @@ Layouts (as the ESA Gaia archive writes its ``gaia_source`` bulk files):
   ~1000 ``#`` YAML header lines, the header row, data; missing values written ``null``, booleans
   ``True``/``False``, ref_epoch 2016.0; EDR3 has ``dr2_radial_velocity`` instead of radial_velocity.
 
-Rows: the real Gaia DR3 rows in ``/work/shared/data/gaia`` (50 cone rows and 2 stars with radial
-velocities; their text is copied verbatim, nulls rewritten as the bulk files write them) when that
-directory exists, followed by generated rows (realistic magnitudes, errors, 2-parameter sources,
-negative parallaxes, missing radial velocities). Everything is deterministic in ``seed``.
+Rows: the real Gaia DR3 rows of ``tests/data/gaia_dr3`` (50 cone rows and 2 stars with radial
+velocities; their text is copied verbatim, nulls rewritten as the bulk files write them; where they
+come from: tests/data/README.md), followed by generated rows (realistic magnitudes, errors,
+2-parameter sources, negative parallaxes, missing radial velocities). Everything is deterministic
+in ``seed``.
 
 ``gaia_rows(release, n, seed)`` gives the cells as a pyarrow Table of strings (null = missing), the
 exact text the writers put in the file, so tests can compare a reader's output with what was written
@@ -36,7 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-GAIA_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "gaia"
+#: The real Gaia DR3 rows shipped with the tests (tests/data/README.md says where they come from).
+GAIA_DATA = Path(__file__).resolve().parent / "data" / "gaia_dr3"
 
 REF_EPOCH_TEXT = {"dr1": "2015.0", "dr2": "2015.5", "edr3": "2016.0", "dr3": "2016.0"}
 SOLUTION_ID = {"dr1": "1635378410781933568", "dr2": "1635721458409799680",
@@ -191,7 +193,7 @@ def _data_lines(path: Path) -> list[str]:
 def real_dr3_rows() -> pa.Table | None:
     """The real Gaia DR3 rows as bulk-file cells (strings, null = missing), in DR3 column order:
     the 50 cone rows (``astroquery_gaia_dr3_cone50.ecsv``) and the 2 VOTable stars with radial
-    velocities. None when the shared data directory is absent."""
+    velocities. None when ``GAIA_DATA`` is missing."""
     cone = GAIA_DATA / "astroquery_gaia_dr3_cone50.ecsv"
     if not cone.is_file():
         return None
