@@ -17,7 +17,6 @@ import astrodb
 
 PG_ADMIN = os.environ.get("ASTRODB_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 BACKENDS = [b.strip() for b in os.environ.get("ASTRODB_TEST_BACKENDS", "postgresql,sqlite").split(",")]
-SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def _pg_url(dbname: str) -> str:
