@@ -29,7 +29,7 @@ What is measured, per case (images x sources per image) and WCS kind:
   finished. An absolute step that did not finish is not retried at a larger source count with the
   same number of images.
 - SCAMP (FITS only: it reads FITS-LDAC catalogs with the images' FITS headers), configured as
-  in notes/anchors.md (ASTREF_CATALOG FILE, MATCH_RESOL 1.0, POSITION_MAXERR 1.0, POSANGLE_MAXERR
+  its anchor configuration (ASTREF_CATALOG FILE, MATCH_RESOL 1.0, POSITION_MAXERR 1.0, POSANGLE_MAXERR
   5.0, CROSSID_RADIUS 2.0, MOSAIC_TYPE UNCHANGED, DISTORT_DEGREES 1, SOLVE_PHOTOM N, no plots)
   plus MATCH_NMAX 500 (on these scenes the pattern-matching contrast stays below SCAMP's
   automatic threshold, so MATCH_NMAX 0 keeps doubling the number of stars used: ~10x slower,
@@ -69,7 +69,6 @@ import os
 import platform
 import pstats
 import re
-import shlex
 import shutil
 import signal
 import subprocess
@@ -86,6 +85,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The repository first: tests/aligner (a directory without __init__) would otherwise be found as
 # a namespace package "aligner" before the editable install's finder runs.
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path.insert(0, str(ROOT / "bench"))
+
+from bench_store import code_version, command_line  # noqa: E402
 
 import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
@@ -105,7 +107,7 @@ PG_ADMIN = os.environ.get("ASTRODB_BENCH_PG", os.environ.get(
         p=os.environ.get("PGPORT", "5432"))))
 STORE_COLUMNS = ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec", "parallax",
                  "radial_velocity", "ref_epoch", "mag"]
-# Targets of the issue: absolute error (mas) per case.
+# Targets: absolute error (mas) per case.
 ABS_TARGET = {(8, 2000): 0.35, (8, 10000): 0.15, (32, 10000): 0.15}
 REL_SPEED_CASES = [(8, 10000), (32, 100000)]
 ABS_TIME_CASE, ABS_TIME_TARGET = (32, 10000), 2.0
@@ -117,7 +119,7 @@ SCAMP_BASE = {
 }
 #: Label -> passes (config overrides of SCAMP_BASE); a pass after the first starts from the
 #: previous pass's .head files (copied to .ahead).
-SCAMP_VARIANTS = {"anchors.md config": [{}], "CROSSID_RADIUS 0.7": [{"CROSSID_RADIUS": "0.7"}],
+SCAMP_VARIANTS = {"anchor config": [{}], "CROSSID_RADIUS 0.7": [{"CROSSID_RADIUS": "0.7"}],
                   "2 passes": [{}, {"MATCH": "N", "CROSSID_RADIUS": "0.2"}]}
 
 
@@ -203,10 +205,7 @@ def cpu_model() -> str:
 
 
 def load_avg() -> str:
-    try:
-        return subprocess.run(["uptime"], capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return "load " + " ".join(f"{x:.2f}" for x in os.getloadavg())
+    return "load average " + " / ".join(f"{x:.2f}" for x in os.getloadavg()) + " (1 / 5 / 15 min)"
 
 
 def other_benchmarks() -> list[str]:
@@ -216,15 +215,9 @@ def other_benchmarks() -> list[str]:
     except OSError:
         return []
     me = os.getpid()
-    return [ln for ln in out.splitlines() if ln.split()[0] != str(me) and "pgrep" not in ln
-            and "bench_align" not in ln]
-
-
-def git(*args: str) -> str:
-    try:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True).stdout.strip()
-    except OSError:
-        return ""
+    lines = [ln for ln in out.splitlines() if ln.split()[0] != str(me) and "pgrep" not in ln and "bench_align" not in ln]
+    # The scripts' names only: their command lines hold this machine's paths.
+    return sorted({m for ln in lines for m in re.findall(r"bench_\w+\.py", ln)})
 
 
 def package_versions() -> list[str]:
@@ -903,15 +896,13 @@ def stcal_cell(st: dict | None, ph: str) -> tuple[str, float | None]:
 
 def render(results: list[dict], args, meta: dict) -> str:
     L = [SECTION, ""]
-    L.append(f"- Command: `{meta['command']}` (in {ROOT})")
-    L.append(f"- Date: {meta['date']}; wall time {meta['wall_min']:.1f} min")
-    L.append(f"- Machine: nproc {meta['nproc']}, CPU {meta['cpu']}, {meta['mem']}; `uptime` at the start: "
+    L.append(f"- Command: `{meta['command']}` (in the repository root)")
+    L.append(f"- Measured on {meta['date']}; wall time {meta['wall_min']:.1f} min")
+    L.append(f"- Machine: nproc {meta['nproc']}, CPU {meta['cpu']}, {meta['mem']}; at the start: "
              f"{meta['load_start']}; at the end: {meta['load_end']}")
     L.append(f"- Other benchmark processes at the start: {meta['others'] or 'none'}")
     L.append(f"- Versions: {meta['versions']}")
-    L.append(f"- Code: commit {meta['commit']}; uncommitted changes under aligner/, astrodb/, tests/: "
-             f"{meta['dirty'] or 'none'}; at the end: commit {meta['commit_end']}, uncommitted: "
-             f"{meta['dirty_end'] or 'none'} (others edit the code meanwhile; modules are imported at the start)")
+    L.append(f"- Code: {meta['code']}")
     L.append(f"- Data: `tests/aligner_synth.make_scene(n_images, n_sources, kind, seed={args.seed})` with its defaults "
              "(2048² px at 0.05″/px, dither 0.3 of the footprint, pointing errors 0.3–1″ and 0.005–0.02° per image, "
              "2 mas centroid noise, 10 % spurious sources, reference = every star with 1 mas noise at the "
@@ -1191,12 +1182,10 @@ def main() -> None:
     # A SIGTERM ends the run through the finally blocks (the fresh databases are dropped).
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     t_start = time.perf_counter()
-    meta = {"command": shlex.join([os.path.relpath(sys.executable, ROOT) if sys.executable.startswith(str(ROOT))
-                                   else sys.executable, os.path.relpath(sys.argv[0], ROOT), *sys.argv[1:]]),
+    meta = {"command": command_line("bench/bench_align.py", sys.argv[1:]), "code": code_version(),
             "nproc": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
             "cpu": cpu_model(), "load_start": load_avg(), "others": "; ".join(other_benchmarks()),
-            "versions": "", "commit": git("log", "-1", "--format=%h %cd %s", "--date=format:%Y-%m-%d %H:%M"),
-            "dirty": " ".join(git("status", "--short", "--", "aligner", "astrodb", "tests").split()),
+            "versions": "",
             "mem": f"{os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30:.1f} GiB RAM"}
     if meta["others"]:
         log(f"WARNING: other benchmarks are running: {meta['others']}")
@@ -1218,10 +1207,8 @@ def main() -> None:
     order = {c: i for i, c in enumerate(args.cases)}
     results.sort(key=lambda r: (order[r["case"]], args.kinds.index(r["kind"])))
     meta["load_end"] = load_avg()
-    meta["commit_end"] = git("log", "-1", "--format=%h")
-    meta["dirty_end"] = " ".join(git("status", "--short", "--", "aligner", "astrodb", "tests").split())
     meta["wall_min"] = (time.perf_counter() - t_start) / 60.0
-    meta["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    meta["date"] = dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d")
     text = render(results, args, meta)
     print(text)
     for r in results:
