@@ -8,9 +8,12 @@ observation epoch.
 from .align import absolute_align, relative_align
 from .catalogs import filter_catalog_by_bounding_box
 from .correctors import make_corrector, write_wcs
+from .epochs import EPOCH_SPAN_YR, epoch_runs
 from .errors import AlignerError, AlignmentError, AlignmentWarning, CatalogError, ParameterError
+from .parameters import AbsoluteParameters, RelativeParameters
 from .results import FitResult
 
 __all__ = ["relative_align", "absolute_align", "filter_catalog_by_bounding_box", "FitResult",
            "AlignerError", "AlignmentError", "AlignmentWarning", "CatalogError", "ParameterError",
-           "make_corrector", "write_wcs"]
+           "make_corrector", "write_wcs", "RelativeParameters", "AbsoluteParameters", "epoch_runs",
+           "EPOCH_SPAN_YR"]

@@ -29,15 +29,14 @@ import numpy as np
 from astrodb.config import ENV_URL
 
 from .align import absolute_align, relative_align
+from .epochs import epoch_runs
 from .errors import AlignerError, AlignmentError, ParameterError
+from .parameters import AbsoluteParameters, RelativeParameters
 from .results import FitResult
 
 __all__ = ["main"]
 
 PROG = "aligner"
-#: Images whose observation times span at most this (Julian years) are aligned to the store's
-#: reference positions at their mean time; a wider span is split into runs of at most this span.
-EPOCH_SPAN_YR = 0.1
 
 _REL = inspect.signature(relative_align).parameters
 _ABS = inspect.signature(absolute_align).parameters
@@ -111,7 +110,8 @@ class _UsageError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    def error(self, message):  # one line, no usage block
+    def error(self, message: str):  # one line, no usage block
+        """Raise a :class:`_UsageError` instead of printing the usage and exiting."""
         raise _UsageError(f"{message} (see '{self.prog} --help')")
 
 
@@ -323,10 +323,12 @@ class _Image:
 
     @property
     def final(self) -> FitResult | None:
+        """The result of the last step run, if any."""
         return self.steps[-1] if self.steps else None
 
     @property
     def ok(self) -> bool:
+        """True when the last step aligned the image (or kept it as the reference)."""
         return self.final is not None and self.final.ok
 
 
@@ -349,19 +351,17 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
     """Validate every parameter before any work; returns the store that holds the reference and
     records the runs (or None)."""
     from . import refcat as refcats
-    from .align import _validate
     from . import selection
     from .significance import check_max_chance
 
     check_max_chance(args.max_chance)
     selection.check(args.brightest, args.flux_column, args.abs_brightest, args.abs_mag_min, args.abs_mag_max,
                     args.abs_mag_column)
+    # Building a step's parameter set validates it.
     if do_rel:
-        _validate("", args.searchrad, args.separation, args.tolerance, args.minobj, args.fitgeometry, args.nclip,
-                  args.sigma, args.xoffset, args.yoffset)
+        RelativeParameters.from_mapping(vars(args))
     if do_abs:
-        _validate("abs_", args.abs_searchrad, args.abs_separation, args.abs_tolerance, args.abs_minobj,
-                  args.abs_fitgeometry, args.abs_nclip, args.abs_sigma)
+        AbsoluteParameters.from_mapping(vars(args))
         if not (math.isfinite(args.centroid_error) and args.centroid_error > 0):
             raise ParameterError(f"centroid-error must be > 0 mas, got {args.centroid_error!r}")
         if args.epoch is not None:
@@ -436,38 +436,9 @@ def _jyear(e) -> float | None:
 
 
 def _epoch_runs(images: list[_Image]) -> list[tuple[float | None, list[_Image]]]:
-    """Split the images into runs of observation times spanning <= EPOCH_SPAN_YR (whole groups
-    together, by their mean time); images without a time join the largest run."""
-    groups: dict = {}
-    for i, im in enumerate(images):
-        gid = im.corrector.meta.get("group_id")
-        groups.setdefault(("image", i) if gid is None else ("id", gid), []).append(im)
-    timed, untimed = [], []
-    for members in groups.values():
-        jys = [j for j in (_jyear(m.corrector.meta.get("epoch")) for m in members) if j is not None]
-        if jys:
-            timed.append((float(np.mean(jys)), members))
-        else:
-            untimed.append(members)
-    if not timed:
-        return [(None, images)]
-    timed.sort(key=lambda t: t[0])
-    runs: list[list] = []
-    for jy, members in timed:
-        if runs and jy - runs[-1][0][0] <= EPOCH_SPAN_YR:
-            runs[-1].append((jy, members))
-        else:
-            runs.append([(jy, members)])
-    out = []
-    for run in runs:
-        ims = [m for _, members in run for m in members]
-        jys = [_jyear(m.corrector.meta.get("epoch")) for m in ims]
-        out.append([float(np.mean([j for j in jys if j is not None])), ims])
-    biggest = max(out, key=lambda r: len(r[1]))
-    for members in untimed:
-        biggest[1].extend(members)
-    order = {id(im): k for k, im in enumerate(images)}
-    return [(jy, sorted(ims, key=lambda im: order[id(im)])) for jy, ims in out]
+    """:func:`aligner.epoch_runs` of the images' correctors, as runs of the images."""
+    by_corrector = {id(im.corrector): im for im in images}
+    return [(jy, [by_corrector[id(c)] for c in cs]) for jy, cs in epoch_runs([im.corrector for im in images])]
 
 
 def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store) -> None:

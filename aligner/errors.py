@@ -5,6 +5,13 @@ catch), every error here derives from ``Exception``; bad parameters are also ``V
 """
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+import warnings
+
+_PACKAGE = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
 
 class AlignerError(Exception):
     """Base class of the aligner's errors."""
@@ -28,3 +35,13 @@ class AlignmentError(AlignerError):
 
 class AlignmentWarning(UserWarning):
     """Some images could not be aligned (their WCS is unchanged); the others were."""
+
+
+def warn(message: str) -> None:
+    """Warn with an :class:`AlignmentWarning` attributed to the first caller outside the aligner."""
+    # The public functions run inside context-manager decorators: their frames are skipped too.
+    skipped = (_PACKAGE, contextlib.__file__)
+    frame, level = sys._getframe(1), 2
+    while frame is not None and frame.f_code.co_filename.startswith(skipped):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, AlignmentWarning, stacklevel=level)

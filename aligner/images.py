@@ -16,8 +16,8 @@ from .catalogs import image_sources, read_table
 from .errors import CatalogError, ParameterError
 from .match import bounds, kdtree, thin
 from .plane import TangentPlane
+from .runtime.threads import thread_map
 from .selection import brightest_sources
-from .threads import thread_map
 
 
 @dataclass
@@ -66,10 +66,12 @@ class Group:
 
     @property
     def center(self) -> np.ndarray:
+        """Centre of the bounding box in the plane (arcsec): the fit's centre for the group."""
         return (self.lo + self.hi) / 2.0
 
     @property
     def corners(self) -> np.ndarray:
+        """Footprint corners of every image of the group in the plane (arcsec)."""
         return np.concatenate([im.corners for im in self.images])
 
     def overlap(self, other: Group, pad: float = 0.0) -> float:
@@ -155,6 +157,13 @@ def load_images(correctors, brightest: int | None = None, flux_column: str = "fl
 
 
 def plane_for(images: list[Image]) -> TangentPlane:
+    """The common tangent plane: centred on the images' footprint corners and first sources.
+
+    Raises
+    ------
+    CatalogError
+        No image has a footprint or a source.
+    """
     ra = np.concatenate([np.concatenate([im.corners_ra, im.ra[:1]]) for im in images])
     dec = np.concatenate([np.concatenate([im.corners_dec, im.dec[:1]]) for im in images])
     if len(ra) == 0:
@@ -163,6 +172,7 @@ def plane_for(images: list[Image]) -> TangentPlane:
 
 
 def project(images: list[Image], plane: TangentPlane) -> None:
+    """Set each image's ``xy`` (its sources) and ``corners`` (its footprint) on ``plane`` (arcsec)."""
     for im in images:
         im.xy = np.stack(plane.to_plane(im.ra, im.dec), axis=-1) if len(im.ra) else np.empty((0, 2))
         im.corners = (np.stack(plane.to_plane(im.corners_ra, im.corners_dec), axis=-1)

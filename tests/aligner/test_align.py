@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
+import inspect
 import warnings
 
 import numpy as np
@@ -128,10 +130,10 @@ def test_parameter_errors_are_value_errors():
         aligner.relative_align(corr, separation=0.9, tolerance=0.7)
     with pytest.raises(ValueError, match="abs_separation"):
         aligner.absolute_align(corr, Table({"RA": [1.0], "DEC": [1.0]}), abs_separation=0.5)
-    try:
+    # stcal's TweakregError is a BaseException; ours is a ValueError, caught by `except Exception`.
+    with pytest.raises(ValueError, match="fitgeometry must be one of") as err:
         aligner.relative_align(corr, fitgeometry="affine")
-    except Exception as exc:  # noqa: BLE001 - stcal's error escaped `except Exception`
-        assert isinstance(exc, ValueError) and "fitgeometry" in str(exc)
+    assert isinstance(err.value, ParameterError)
     with pytest.raises(ParameterError, match="minobj"):
         aligner.relative_align(corr, minobj=0)
     assert all(_wcs_unchanged(c) for c in corr)
@@ -362,3 +364,45 @@ def test_bad_aligner_inputs_are_clear_errors():
     t["x"] = np.array([f"s{i}" for i in range(len(t))])
     with pytest.raises(aligner.CatalogError, match="catalog of im001: column 'x' must hold numbers, found 's0'"):
         aligner.relative_align(corr)
+
+
+@pytest.mark.parametrize("cls, func", [(aligner.RelativeParameters, aligner.relative_align),
+                                       (aligner.AbsoluteParameters, aligner.absolute_align)])
+def test_parameter_sets_have_the_functions_names_and_defaults(cls, func):
+    params = inspect.signature(func).parameters
+    for f in dataclasses.fields(cls):
+        assert params[f.name].default == f.default, f.name
+    taken = {"correctors", "store", "provenance", "abs_refcat", "ref_wcs", "ref_wcsinfo", "epoch", "observer",
+             "timeout"}
+    assert set(params) - taken == {f.name for f in dataclasses.fields(cls)}
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cls().clip_accum = True
+
+
+def test_parameter_sets_validate_with_the_steps_names():
+    assert aligner.RelativeParameters().searchrad == 2.0 and aligner.AbsoluteParameters().abs_searchrad == 6.0
+    with pytest.raises(ParameterError, match=r"^separation \(0.9 arcsec\) must be larger than tolerance"):
+        aligner.RelativeParameters(separation=0.9)
+    with pytest.raises(ParameterError, match=r"^abs_separation \(0.9 arcsec\) must be larger than abs_tolerance"):
+        aligner.AbsoluteParameters(abs_separation=0.9)
+    with pytest.raises(ParameterError, match="^abs_nclip must be an integer >= 0"):
+        aligner.AbsoluteParameters(abs_nclip=-1)
+    with pytest.raises(ParameterError, match="^yoffset must be a finite number"):
+        aligner.RelativeParameters(yoffset=float("inf"))
+    with pytest.raises(ParameterError, match="abs_brightest"):
+        aligner.AbsoluteParameters(abs_brightest=0)
+    with pytest.raises(ParameterError, match="max_chance"):
+        dataclasses.replace(aligner.RelativeParameters(), max_chance=0.0)
+    p = aligner.RelativeParameters.from_mapping({"minobj": 5, "store": None, "abs_minobj": 1})
+    assert p.minobj == 5 and p == aligner.RelativeParameters(minobj=5)
+
+
+def test_warnings_point_at_the_callers_line():
+    scene = make_scene(3, 1000, "fits", seed=2)
+    corr = make_correctors(scene)
+    corr[2].meta["catalog"] = corr[2].meta["catalog"][:0]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        aligner.relative_align(corr)
+    mine = [w for w in caught if issubclass(w.category, AlignmentWarning)]
+    assert mine and all(w.filename == __file__ for w in mine)

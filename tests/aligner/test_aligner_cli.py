@@ -300,17 +300,25 @@ def test_defaults_are_the_functions():
 
 
 def test_epoch_runs_split_wide_spans_keep_groups_together():
-    def im(gid, epoch):
-        return SimpleNamespace(corrector=SimpleNamespace(meta={"group_id": gid, "epoch": epoch}))
+    def corrector(gid, epoch):
+        return SimpleNamespace(meta={"group_id": gid, "epoch": epoch})
 
-    ims = [im(1, 2024.50), im(1, 2024.52), im(2, 2024.55), im(3, 2026.0), im(None, None), im(4, "2026-01-02")]
-    runs = cli._epoch_runs(ims)
+    cs = [corrector(1, 2024.50), corrector(1, 2024.52), corrector(2, 2024.55), corrector(3, 2026.0),
+          corrector(None, None), corrector(4, "2026-01-02")]
+    runs = aligner.epoch_runs(cs)
     assert len(runs) == 2
     (e1, r1), (e2, r2) = runs
-    assert r1 == [ims[0], ims[1], ims[2], ims[4]]          # the untimed image joins the largest run
-    assert r2 == [ims[3], ims[5]]
+    assert r1 == [cs[0], cs[1], cs[2], cs[4]]          # the untimed image joins the largest run
+    assert r2 == [cs[3], cs[5]]
     assert e1 == pytest.approx(np.mean([2024.50, 2024.52, 2024.55])) and 2026.0 <= e2 < 2026.01
-    assert cli._epoch_runs([im(None, None)])[0][0] is None
+    assert aligner.epoch_runs([corrector(None, None)])[0][0] is None
+    assert len(aligner.epoch_runs(cs, span=10.0)) == 1
+
+
+def test_the_command_runs_the_images_of_each_epoch_run():
+    ims = [SimpleNamespace(corrector=SimpleNamespace(meta={"group_id": None, "epoch": e}))
+           for e in (2024.5, 2026.0, 2024.52)]
+    assert cli._epoch_runs(ims) == [(pytest.approx(2024.51), [ims[0], ims[2]]), (2026.0, [ims[1]])]
 
 
 # --- the installed command --------------------------------------------------------------------

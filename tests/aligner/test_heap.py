@@ -1,10 +1,10 @@
-"""aligner.heap: collections skip the objects older than the run, and the freeze is undone."""
+"""aligner.runtime.heap: collections skip the objects older than the run, and the freeze is undone."""
 from __future__ import annotations
 
 import gc
 import threading
 
-from aligner.heap import collect_new_objects_only
+from aligner.runtime.heap import collect_new_objects_only
 
 
 def test_objects_are_frozen_during_the_block_and_unfrozen_after():
@@ -50,19 +50,29 @@ def test_concurrent_blocks_unfreeze_when_the_last_ends():
 
 def test_the_aligner_runs_with_the_older_objects_frozen_and_leaves_nothing_frozen(monkeypatch):
     import aligner
-    import aligner.align
     from aligner_synth import make_correctors, make_scene
 
     during = []
-    joint_fit = aligner.align.joint_fit
+    for module in _steps():
+        real = module.joint_fit
 
-    def spy(*args, **kwargs):
-        during.append(gc.get_freeze_count())
-        return joint_fit(*args, **kwargs)
+        def spy(*args, _real=real, **kwargs):
+            during.append(gc.get_freeze_count())
+            return _real(*args, **kwargs)
 
-    monkeypatch.setattr(aligner.align, "joint_fit", spy)
+        monkeypatch.setattr(module, "joint_fit", spy)
     scene = make_scene(2, 300, "fits", seed=2)
     aligner.relative_align(make_correctors(scene))
     aligner.absolute_align(make_correctors(scene), scene.refcat)
     assert during and all(n > 0 for n in during)
     assert gc.get_freeze_count() == 0
+
+
+def _steps() -> list:
+    """The modules of the steps that call the joint fit."""
+    import aligner.absolute
+    import aligner.checks
+    import aligner.placement
+    import aligner.relative
+
+    return [aligner.relative, aligner.absolute, aligner.placement, aligner.checks]

@@ -1,4 +1,4 @@
-"""aligner.threads: maps keep the input order and raise the task's error; background tasks too;
+"""aligner.runtime.threads: maps keep the input order and raise the task's error; background tasks too;
 BLAS runs on one thread inside an alignment."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from aligner.threads import in_background, thread_map
+from aligner.runtime.threads import in_background, thread_map
 
 
 def test_thread_map_keeps_order_and_uses_threads():
@@ -45,14 +45,14 @@ def test_alignment_is_the_same_on_one_thread_and_many(monkeypatch):
     import numpy as np
 
     import aligner
-    import aligner.threads
+    import aligner.runtime.threads
     from aligner_synth import make_correctors, make_scene, reference_at_epoch
 
     scene = make_scene(6, 1500, "fits", seed=11)
     ref = reference_at_epoch(scene)
     out = {}
     for n in (1, 3):
-        monkeypatch.setattr(aligner.threads, "THREADS", n)
+        monkeypatch.setattr(aligner.runtime.threads, "THREADS", n)
         rel = aligner.relative_align(make_correctors(scene))
         ab = aligner.absolute_align(make_correctors(scene), ref)
         out[n] = [(c.meta["fit_result"].status, c.meta["fit_result"].matrix, c.meta["fit_result"].shift,
@@ -64,7 +64,7 @@ def test_alignment_is_the_same_on_one_thread_and_many(monkeypatch):
 
 
 def test_aligner_threads_environment(monkeypatch):
-    from aligner.threads import _threads_from_environment
+    from aligner.runtime.threads import _threads_from_environment
 
     monkeypatch.setenv("ALIGNER_THREADS", "3")
     assert _threads_from_environment() == 3
@@ -83,7 +83,7 @@ def _blas_threads() -> list[int]:
 
 
 def _nested_in_thread() -> list[int]:
-    from aligner.threads import single_threaded_blas
+    from aligner.runtime.threads import single_threaded_blas
 
     with single_threaded_blas():
         return _blas_threads()
@@ -93,7 +93,7 @@ def test_single_threaded_blas_limits_every_blas_and_restores_them():
     import numpy as np  # noqa: F401 - loads numpy's BLAS
     from threadpoolctl import threadpool_limits
 
-    from aligner.threads import single_threaded_blas
+    from aligner.runtime.threads import single_threaded_blas
 
     with threadpool_limits(limits=2, user_api="blas"):   # a known state to come back to
         before = _blas_threads()    # 2 each, or fewer where a library is capped by the CPUs
@@ -114,20 +114,38 @@ def test_single_threaded_blas_limits_every_blas_and_restores_them():
 
 def test_alignment_runs_with_one_blas_thread(monkeypatch):
     import aligner
-    import aligner.align
     from aligner_synth import make_correctors, make_scene, reference_at_epoch
 
     seen = []
-    real = aligner.align.joint_fit
-
-    def spy(*args, **kwargs):
-        seen.append(_blas_threads())
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(aligner.align, "joint_fit", spy)
+    _spy_on_joint_fit(monkeypatch, lambda: seen.append(_blas_threads()))
     scene = make_scene(3, 800, "fits", seed=5)
     before = _blas_threads()
     aligner.relative_align(make_correctors(scene))
     aligner.absolute_align(make_correctors(scene), reference_at_epoch(scene))
     assert seen and all(n == 1 for s in seen for n in s)
     assert _blas_threads() == before
+
+
+def _spy_on_joint_fit(monkeypatch, probe) -> None:
+    """Call ``probe()`` before every joint fit of the steps."""
+    import aligner.absolute
+    import aligner.checks
+    import aligner.placement
+    import aligner.relative
+
+    for module in (aligner.relative, aligner.absolute, aligner.placement, aligner.checks):
+        real = module.joint_fit
+
+        def spy(*args, _real=real, **kwargs):
+            probe()
+            return _real(*args, **kwargs)
+
+        monkeypatch.setattr(module, "joint_fit", spy)
+
+
+def test_the_former_module_path_gives_the_same_functions():
+    import aligner.runtime.threads as runtime
+    import aligner.threads as former
+
+    for name in ("thread_map", "in_background", "single_threaded_blas"):
+        assert getattr(former, name) is getattr(runtime, name)
