@@ -319,25 +319,29 @@ class PgStore:
 # ============================================================================================
 class Stages:
     """Wall time per stage of one aligner call: top-level wrappers around the functions
-    aligner.align calls (a call made while another wrapped one runs is not counted twice) plus
+    the aligner's step modules call (a call made while another wrapped one runs is not counted twice) plus
     nested counters (det_to_world, set_correction, Store.cone) counted wherever they run.
 
-    The aligner maps per-group work onto threads (``aligner.threads``): such a map counts, as
+    The aligner maps per-group work onto threads (``aligner.runtime.threads``): such a map counts, as
     wall time, under the stage of the functions its threads ran; the reference query runs on a
     background thread while the images are thinned: its own duration is shown apart (it overlaps
     the stages), the main thread's wait for it as a stage."""
 
+    #: The aligner's modules whose module-level names the stages wrap (each module looks its
+    #: helpers up in its own namespace).
+    MODULES = ("aligner.align", "aligner.relative", "aligner.absolute", "aligner.placement",
+               "aligner.reference_points", "aligner.linking", "aligner.checks", "aligner.outcome", "aligner.images")
     TOP = [("load_images", "load_images: catalogs + det_to_world"), ("plane_for", "tangent plane + projection"),
            ("project", "tangent plane + projection"), ("make_groups", "make_groups (per-image thinning)"),
            ("thin", "reference thinning"), ("find_offset", "find_offset (2D histograms)"),
-           ("match_pairs", "matching (match_pairs, _match_groups, _match_reference)"),
-           ("_match_groups", "matching (match_pairs, _match_groups, _match_reference)"),
-           ("_match_reference", "matching (match_pairs, _match_groups, _match_reference)"),
-           ("_by_chance", "matching (match_pairs, _match_groups, _match_reference)"),
+           ("match_pairs", "matching (match_pairs, match_groups, match_reference)"),
+           ("match_groups", "matching (match_pairs, match_groups, match_reference)"),
+           ("match_reference", "matching (match_pairs, match_groups, match_reference)"),
+           ("chance", "matching (match_pairs, match_groups, match_reference)"),
            ("joint_fit", "joint_fit (all passes)"),
-           ("_group_results", "results (FitResult)"), ("_apply", "_apply: set_correction on every image"),
-           ("_recorder", "provenance: Recorder (relative: input WCSs serialized)"),
-           ("_record", "provenance: write (output WCSs serialized, INSERT)")]
+           ("group_results", "results (FitResult)"), ("apply", "apply: set_correction on every image"),
+           ("recorder", "provenance: Recorder (relative: input WCSs serialized)"),
+           ("record", "provenance: write (output WCSs serialized, INSERT)")]
     CAPTURE = "provenance: input WCSs serialized (absolute: while the query runs)"
     RESOLVE = "reference: resolve (store query + epoch, or Table)"
     BACKGROUND = "reference query on its background thread (overlaps the stages above)"
@@ -449,12 +453,15 @@ class Stages:
     def __enter__(self):
         from tweakwcs.correctors import FITSWCSCorrector, JWSTWCSCorrector
 
-        import aligner.align as A
+        import importlib
+
         import aligner.refcat as R
         import astrodb
-        for name, label in self.TOP:
-            if hasattr(A, name):
-                self._patch(A, name, self._top(label, getattr(A, name)))
+        modules = [importlib.import_module(m) for m in self.MODULES]
+        for M in modules:
+            for name, label in self.TOP:
+                if name in M.__dict__:
+                    self._patch(M, name, self._top(label, M.__dict__[name]))
         try:
             import aligner.provenance as P
             self._patch(P, "serialize_wcs", self._nested("provenance.serialize_wcs", P.serialize_wcs))
@@ -463,10 +470,11 @@ class Stages:
         except ImportError:
             pass
         self._patch(R, "resolve", self._top(self.RESOLVE, R.resolve))
-        if hasattr(A, "thread_map"):
-            self._patch(A, "thread_map", self._thread_map(A.thread_map))
-        if hasattr(A, "in_background"):
-            self._patch(A, "in_background", self._in_background(A.in_background))
+        for M in modules:
+            if "thread_map" in M.__dict__:
+                self._patch(M, "thread_map", self._thread_map(M.thread_map))
+            if "in_background" in M.__dict__:
+                self._patch(M, "in_background", self._in_background(M.in_background))
         for cls in (JWSTWCSCorrector, FITSWCSCorrector):
             self._patch(cls, "set_correction", self._nested(f"{cls.__name__}.set_correction",
                                                            getattr(cls, "set_correction")))
