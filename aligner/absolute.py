@@ -173,8 +173,10 @@ def _fit(groups: list[Group], live: list[Group], free: list[int], status: dict[i
         cap = None if npass else FIRST_PASS_SOURCES
         parts = _reference_links(groups, free, transforms, refpts, ref_tree, radius, cap, npass == 0, starts,
                                  status, p)
-        parts += thread_map(lambda ab: match_groups(groups[ab[0]], transforms[ab[0]], groups[ab[1]],
-                                                    transforms[ab[1]], radius, cap),
+        # thread_map returns before the loop moves on: radius and cap are this pass's (bound for clarity).
+        parts += thread_map(lambda ab, radius=radius, cap=cap: match_groups(groups[ab[0]], transforms[ab[0]],
+                                                                            groups[ab[1]], transforms[ab[1]],
+                                                                            radius, cap),
                             [(a, b) for a in free for b in nbrs[a] if b > a])
         links = Links.concat(parts)
         to_ref = np.bincount(links.ga[links.gb == REFERENCE] + 1, minlength=max(free, default=0) + 2)

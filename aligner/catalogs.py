@@ -18,7 +18,7 @@ def read_table(value, what: str) -> Table:
             return Table.read(os.fspath(value))
         except FileNotFoundError:
             raise CatalogError(f"{what} {os.fspath(value)!r}: no such file") from None
-        except Exception as exc:  # astropy raises many kinds for unreadable files
+        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for unreadable files
             raise CatalogError(f"{what} {os.fspath(value)!r}: cannot read it ({exc})") from None
     raise CatalogError(f"{what} must be an astropy Table or a file path, got {type(value).__name__}")
 

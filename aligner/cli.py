@@ -227,7 +227,7 @@ def _epoch_value(v, where: str):
         except ValueError:
             try:
                 return float(to_julian_year(v))
-            except Exception:
+            except Exception:  # noqa: BLE001 - astropy Time raises several kinds
                 raise ParameterError(f"{where}: epoch {v!r} is not a Julian year, MJD, 'J2024.5' or ISO "
                                      f"time") from None
     if isinstance(v, (int, float)):
@@ -293,7 +293,7 @@ def read_manifest(path) -> list[_Entry]:
     else:
         try:
             t = Table.read(p)
-        except Exception as exc:  # astropy raises many kinds
+        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds
             raise ParameterError(f"manifest {str(p)!r}: cannot read it as JSON or a table ({exc})") from None
         missing = [c for c in ("wcs", "catalog") if c not in t.colnames]
         if missing:
@@ -369,7 +369,7 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
 
             try:
                 to_julian_year(args.epoch)
-            except Exception:
+            except Exception:  # noqa: BLE001 - astropy Time raises several kinds
                 raise ParameterError(f"--epoch must be a Julian year (2024.5), 'J2024.5' or an ISO time, got "
                                      f"{args.epoch!r}") from None
         if not refcats.from_store(args.abs_refcat) and not os.path.isfile(args.abs_refcat):

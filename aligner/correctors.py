@@ -125,7 +125,7 @@ def _celestial_wcs(header, fobj, what: str):
     """The 2D celestial WCS of a header (None if it has none), its pixel shape set."""
     try:
         w = _quiet_wcs(header, fobj)
-    except Exception as exc:  # astropy/wcslib raise many kinds for malformed headers
+    except Exception as exc:  # noqa: BLE001 - astropy/wcslib raise many kinds for malformed headers
         raise ParameterError(f"{what}: cannot read its WCS ({exc})") from None
     if not w.has_celestial:
         return None
@@ -146,7 +146,7 @@ def _read_fits(path: str):
         hdul = fits.open(path, memmap=False)
     except FileNotFoundError:
         raise ParameterError(f"wcs file {path!r}: no such file") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for unreadable files
         raise ParameterError(f"wcs file {path!r}: not a readable FITS file ({exc})") from None
     with hdul:
         for i, hdu in enumerate(hdul):
@@ -179,7 +179,7 @@ def _read_header_text(path: str):
                 header = fits.Header.fromstring(text)
             else:
                 header = fits.Header.fromtextfile(path)
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - astropy raises many kinds for malformed cards
         raise ParameterError(f"wcs file {path!r}: not a FITS header ({exc})") from None
     if len(header) == 0:
         raise ParameterError(f"wcs file {path!r}: empty header")
@@ -229,7 +229,7 @@ def _read_asdf(path: str):
             af = asdf.open(path, lazy_load=False, memmap=False)
     except FileNotFoundError:
         raise ParameterError(f"wcs file {path!r}: no such file") from None
-    except Exception as exc:
+    except Exception as exc:  # noqa: BLE001 - asdf and its extensions raise many kinds
         raise ParameterError(f"wcs file {path!r}: not a readable ASDF file ({exc})") from None
     with af:
         tree = af.tree
@@ -356,7 +356,7 @@ def wcsinfo_from_gwcs(w) -> dict | None:
 
     try:
         transform = w.get_transform("v2v3", w.output_frame)
-    except Exception:  # no v2v3 frame, or a pipeline gwcs cannot walk
+    except Exception:  # noqa: BLE001 - no v2v3 frame, or a pipeline gwcs cannot walk
         return None
     n = getattr(transform, "n_submodels", 1)
     parts = [transform[i] for i in range(n)] if n > 1 else [transform]
@@ -440,7 +440,7 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
                                  f"IMAGEW/IMAGEH in a header; pixel_shape on an astropy WCS)")
         try:
             corr = FITSWCSCorrector(w)
-        except Exception as exc:  # tweakwcs: ValueError("Unsupported WCS structure: ...") and others
+        except Exception as exc:  # noqa: BLE001 - tweakwcs: ValueError("Unsupported WCS structure: ...") and others
             raise ParameterError(f"{what}: tweakwcs cannot correct this WCS ({exc})") from None
     else:
         frames = list(getattr(w, "available_frames", []) or [])
@@ -449,7 +449,7 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
                                  f"tweakwcs' JWSTWCSCorrector; its frames are {frames}")
         try:
             corr = JWSTWCSCorrector(w, info)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - tweakwcs and gwcs raise many kinds
             msg = exc.args[0] % exc.args[1:] if len(exc.args) > 1 and isinstance(exc.args[0], str) \
                 and "%" in exc.args[0] else str(exc)
             raise ParameterError(f"{what}: tweakwcs cannot correct this gwcs ({msg})") from None
@@ -459,7 +459,7 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
     image_sources(table, cat_what)  # the columns are there and usable (clear error naming the file)
     try:
         bbox = corr.bounding_box
-    except Exception:
+    except Exception:  # noqa: BLE001 - a WCS without shape: no filtering, as stcal
         bbox = None
     table = filter_catalog_by_bounding_box(table, bbox)
     corr.meta.update({"catalog": table, "group_id": group_id, "name": name, "epoch": epoch})
@@ -476,7 +476,7 @@ def _check_epoch(epoch, what: str) -> None:
 
     try:
         jy = to_julian_year(epoch)
-    except Exception:
+    except Exception:  # noqa: BLE001 - astropy Time raises several kinds
         jy = None
     if jy is None or np.ndim(jy) != 0 or not math.isfinite(float(jy)):
         raise ParameterError(f"{what}: epoch must be a Julian year (2024.5), 'J2024.5', an ISO time or an "

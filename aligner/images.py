@@ -83,7 +83,7 @@ class Group:
 def _bbox(corrector):
     try:
         return corrector.bounding_box
-    except Exception:  # a WCS without shape: no filtering, as stcal
+    except Exception:  # noqa: BLE001 - a WCS without shape: no filtering, as stcal
         return None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from .fit import REFERENCE, GroupTransform, Links
+from .fit import GroupTransform, Links
 from .images import Group
 from .match import bounds, in_box, match_pairs, workers
 

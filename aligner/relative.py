@@ -103,8 +103,10 @@ def _joint_passes(groups: list[Group], free: list[int], pairs: list[tuple[int, i
         # The first pass only has to bring the corrections close enough for the re-match:
         # a subset of each pair's sources does.
         cap = None if npass else FIRST_PASS_SOURCES
-        parts = thread_map(lambda ab: match_groups(groups[ab[0]], transforms[ab[0]], groups[ab[1]],
-                                                   transforms[ab[1]], radius, cap), pairs)
+        # thread_map returns before the loop moves on: radius and cap are this pass's (bound for clarity).
+        parts = thread_map(lambda ab, radius=radius, cap=cap: match_groups(groups[ab[0]], transforms[ab[0]],
+                                                                           groups[ab[1]], transforms[ab[1]],
+                                                                           radius, cap), pairs)
         links = Links.concat(parts)
         fitted = joint_fit(links, free, {a: groups[a].center for a in free}, p.fitgeometry, p.nclip, p.sigma,
                            p.clip_accum, p.minobj)

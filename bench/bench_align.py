@@ -477,9 +477,9 @@ class Stages:
                 self._patch(M, "in_background", self._in_background(M.in_background))
         for cls in (JWSTWCSCorrector, FITSWCSCorrector):
             self._patch(cls, "set_correction", self._nested(f"{cls.__name__}.set_correction",
-                                                           getattr(cls, "set_correction")))
+                                                           cls.set_correction))
             self._patch(cls, "det_to_world", self._nested(f"{cls.__name__}.det_to_world",
-                                                         getattr(cls, "det_to_world")))
+                                                         cls.det_to_world))
         self._patch(astrodb.Store, "cone", self._nested("Store.cone (query + propagation)", astrodb.Store.cone))
         return self
 
@@ -553,7 +553,7 @@ def _stcal_child(conn, scene, ref_path, do_abs) -> None:
             t = time.perf_counter() - t0
             conn.send(("abs", t, errors(corr, scene), statuses(corr)))
         conn.send(("done",))
-    except BaseException as exc:  # stcal's TweakregError derives from BaseException
+    except BaseException as exc:  # noqa: BLE001 - stcal's TweakregError derives from BaseException
         try:
             conn.send(("error", f"{type(exc).__name__}: {str(exc)[:200]}"))
         except Exception:  # noqa: BLE001
@@ -728,7 +728,7 @@ def run_scamp(scene, timeout: float, repeats: int, variants=SCAMP_VARIANTS) -> d
                 res[label] = {"skipped": "the previous configuration did not finish"}
                 continue
             times = []
-            for rep in range(repeats):
+            for _ in range(repeats):
                 for f in [*d.glob("*.head"), *d.glob("*.ahead")]:
                     f.unlink()
                 spent = 0.0
@@ -795,7 +795,7 @@ def run_case(case, kind, args, scamp_ok, stcal_abs_skip: set, log) -> dict:
             do_abs = n_img not in stcal_abs_skip
             runs = []
             spent = 0.0
-            for rep in range(args.repeats):
+            for _ in range(args.repeats):
                 t1 = time.perf_counter()
                 o = run_stcal(scene, ref_path, do_abs, args.timeout)
                 spent += time.perf_counter() - t1

@@ -494,7 +494,8 @@ class Bench:
                      "cpu_note": "CPU includes the HEALPix + sort below"}
         S["hpx"] = {"label": "`hpx29` of the rows (astropy-healpix)", "rows": rows, "s": t_hpx, "rate": rows / t_hpx}
         S["sort"] = {"label": "argsort by hpx29 + reorder all columns", "rows": rows, "s": t_sort, "rate": rows / t_sort}
-        log(f"read_gaia_file: {t_read:.2f} s, {rows / t_read:,.0f} rows/s; hpx29 {t_hpx:.2f} s; sort {t_sort:.2f} s; CPU {m.self_cpu:.2f} s")
+        log(f"read_gaia_file: {t_read:.2f} s, {rows / t_read:,.0f} rows/s; hpx29 {t_hpx:.2f} s; sort {t_sort:.2f} s; "
+            f"CPU {m.self_cpu:.2f} s")
 
         if self.args.threads_variant:
             gc.collect()
@@ -551,7 +552,8 @@ class Bench:
         sub.unlink()
         self.res["stages"]["astropy"] = {
             "label": f"astropy `Table.read(format=\"ascii.ecsv\", fill_values=[(\"null\", \"0\")])`, first {k:,} rows "
-                     f"of the first file (gzipped), all 152 columns" + ("; rows/s extrapolated to the files" if k < self.res["files"][0]["rows"] else ""),
+                     f"of the first file (gzipped), all 152 columns"
+                     + ("; rows/s extrapolated to the files" if k < self.res["files"][0]["rows"] else ""),
             "rows": k, "s": m.wall, "cpu": m.self_cpu, "rate": k / m.wall}
         log(f"astropy Table.read of {k:,} rows: {m.wall:.2f} s, {k / m.wall:,.0f} rows/s")
 
@@ -673,7 +675,8 @@ class Bench:
                           "unattributed": m.unattributed, "wal": self.wal_since(db, lsn0)}
                 log(f"  {m.wall:.2f} s, {rows / m.wall:,.0f} rows/s (per file {', '.join(f'{x:.2f}' for x in per_file)} s); "
                     f"CPU: client {m.self_cpu:.1f} s, backend {m.pg['ours']:.1f} s, pg background {m.pg['bg']:.1f} s, "
-                    f"autovacuum {m.pg['autovac']:.1f} s, kernel threads {m.others['kernel']:.1f} s, other processes {m.others['user']:.1f} s, "
+                    f"autovacuum {m.pg['autovac']:.1f} s, kernel threads {m.others['kernel']:.1f} s, "
+                    f"other processes {m.others['user']:.1f} s, "
                     f"unattributed {m.unattributed:.1f} s, machine {m.machine_cpu:.1f} s; WAL {S[key]['wal'] / 1e6:,.0f} MB")
                 with psycopg.connect(pg_url_for(self.args.pg, db), autocommit=True) as c:
                     sizes[table] = c.execute(f"SELECT pg_table_size('{table}'), pg_indexes_size('{table}')").fetchone()
@@ -725,8 +728,8 @@ class Bench:
             res = {"rows": rows, "s": m.wall, "rate": rows / m.wall, "meter": m.as_dict(),
                    "report": str(report).splitlines()[0], "report_seconds": report.seconds,
                    "wal": self.wal_since(db, lsn0)}
-            log(f"  autovacuum {m.pg['autovac']:.1f} s, kernel threads {m.others['kernel']:.1f} s, other processes {m.others['user']:.1f} s, unattributed "
-                f"{m.unattributed:.1f} s; WAL {res['wal'] / 1e6:,.0f} MB")
+            log(f"  autovacuum {m.pg['autovac']:.1f} s, kernel threads {m.others['kernel']:.1f} s, "
+                f"other processes {m.others['user']:.1f} s, unattributed {m.unattributed:.1f} s; WAL {res['wal'] / 1e6:,.0f} MB")
             res["timeline"] = timeline(tr.events(), t_start, t_end, os.getpid()) if self.args.trace else None
             res["check"] = check(store)
             res["count"] = self.sql(db, "SELECT count(*) FROM astrodb.sources")[0][0]
@@ -777,7 +780,7 @@ class Bench:
 
     # report
     def report(self, machine: dict, wall: float) -> str:
-        a, R = self.args, self.res
+        R = self.res
         S, E = R["stages"], R["e2e"]
         srv = R.get("server", {})
         F = R["files"]
@@ -795,7 +798,8 @@ class Bench:
              f"load average at the start {R['load_start'][0]:.2f}/{R['load_start'][1]:.2f}/{R['load_start'][2]:.2f}, "
              f"at the end {R['load_end'][0]:.2f}/{R['load_end'][1]:.2f}/{R['load_end'][2]:.2f}; over the run the machine's "
              f"CPUs were {R['whole']['machine_busy']:.0%} busy; other processes (anything else running on the machine, "
-             f"alive at both ends or short-lived) took {(R['whole']['others']['user'] + R['whole']['pg']['other'] + R['whole']['unattributed']) / R['whole']['wall']:.2f} "
+             f"alive at both ends or short-lived) took "
+             f"{(R['whole']['others']['user'] + R['whole']['pg']['other'] + R['whole']['unattributed']) / R['whole']['wall']:.2f} "
              f"cores on average, kernel threads {R['whole']['others']['kernel'] / R['whole']['wall']:.2f}",
              f"- PostgreSQL {srv.get('server')}, PostGIS {srv.get('postgis')}; server settings untouched: shared_buffers "
              f"{srv.get('shared_buffers')}, maintenance_work_mem {srv.get('maintenance_work_mem')}, max_wal_size "
@@ -823,8 +827,8 @@ class Bench:
                      f"{fmt_rate(d['rate'])} | {ratio} |")
 
         for key in ("gunzip_zlib", "gunzip_isal", "gunzip_isal_thr", "parse_plain", "read", "read_thr", "hpx",
-                    "sort", "sha256", "md5", "prepare", "astropy", "payload", "copy_noidx", "copy_idx", "copy_idx_2conn", "copy_idx_nofk", "copy_fk_only", "copy_gist_only", "copy_btree_only",
-                    "copy_then_index"):
+                    "sort", "sha256", "md5", "prepare", "astropy", "payload", "copy_noidx", "copy_idx", "copy_idx_2conn",
+                    "copy_idx_nofk", "copy_fk_only", "copy_gist_only", "copy_btree_only", "copy_then_index"):
             if key in S:
                 d = S[key]
                 label = d["label"]
@@ -895,7 +899,8 @@ class Bench:
                 continue
             pw = "" if tl["prep_workers_mean"] is None else f"{tl['prep_workers_mean']:.2f}"
             each = tl.get("load_each") or [0.0]
-            L.append(f"| {key} | {tl['load_n']} | {tl['load_s']:.2f} | {tl['load_mean']:.2f}, {each[0]:.2f} → {each[-1]:.2f} | {tl['prep_main_s']:.2f} | "
+            L.append(f"| {key} | {tl['load_n']} | {tl['load_s']:.2f} | {tl['load_mean']:.2f}, {each[0]:.2f} → {each[-1]:.2f} | "
+                     f"{tl['prep_main_s']:.2f} | "
                      f"{tl['main_other_s']:.2f} | {tl['prep_workers_s']:.2f} | {pw} | {tl['first_load_at']:.2f} |")
         L += ["", "Queryable when the ingest returns: " + "; ".join(
             f"{key}: `Store.cone` at the first file's centre, radius {E[key]['check']['radius_arcmin']:g}′, first call "

@@ -429,7 +429,7 @@ def _stcal_child(conn: Connection, scene: SimScene, ref_path: str, minobj: int) 
         try:
             tweakreg.absolute_align(corr, ref_path, None, None, None, abs_minobj=minobj,
                                     **stcal_params(scene.params["kind"]))
-        except BaseException as exc:  # stcal's TweakregError derives from BaseException
+        except BaseException as exc:  # noqa: BLE001 - stcal's TweakregError derives from BaseException
             error = f"{type(exc).__name__}: {str(exc)[:160]}"
         elapsed = time.perf_counter() - t0
         info = corr[0].meta.get("fit_info", {})
@@ -442,7 +442,7 @@ def _stcal_child(conn: Connection, scene: SimScene, ref_path: str, minobj: int) 
         out = assess(corr[0], used, status, str(info.get("fitgeom", "rshift")), scene.images[0])
         out["time"] = elapsed
         conn.send(out)
-    except BaseException as exc:
+    except BaseException as exc:  # noqa: BLE001 - the child reports any failure to the parent
         try:
             conn.send({"status": f"EXCEPTION: {type(exc).__name__}: {str(exc)[:160]}"})
         except Exception:  # noqa: BLE001 - the parent reports a dead child

@@ -191,16 +191,16 @@ def code_version(paths=("astrodb", "aligner", "migrations")) -> str:
     """The code measured, as a report gives it: the package's version and whether the working tree
     has uncommitted changes under ``paths`` (no commit hash or message, no path of this machine)."""
     import subprocess
+    from importlib.metadata import PackageNotFoundError, version
     try:
-        from importlib.metadata import version
         pkg = f"astrodb {version('astrodb')}"
-    except Exception:  # not installed: the source tree's own
+    except PackageNotFoundError:  # not installed: the source tree's own
         pkg = "astrodb (version unknown)"
     try:
         out = subprocess.run(["git", "-C", str(HERE.parent), "status", "--porcelain", "--", *paths],
                              capture_output=True, text=True, timeout=10)
         dirty = ("yes" if out.stdout.strip() else "no") if out.returncode == 0 else "unknown (not a git checkout)"
-    except Exception:
+    except (OSError, subprocess.SubprocessError):  # no git executable, or it timed out
         dirty = "unknown (no git)"
     return f"{pkg}, uncommitted changes: {dirty}"
 
@@ -306,7 +306,7 @@ class Bench:
         from astrodb.store import migrate
         try:
             self.res["revision"] = store.init()
-        except Exception as exc:  # e.g. a migration being written right now
+        except Exception as exc:  # noqa: BLE001 - e.g. a migration being written right now: noted, and 0001 instead
             self.notes.append(f"Store.init() to head failed ({type(exc).__name__}: {str(exc)[:200]}); "
                               "fell back to revision 0001.")
             log(f"Store.init failed: {exc}; upgrading to 0001")
@@ -325,7 +325,7 @@ class Bench:
             with self.pg() as c:
                 other = c.execute("SELECT count(*) FROM pg_stat_activity WHERE state = 'active' AND "
                                   "datname IS DISTINCT FROM current_database() AND backend_type = 'client backend'").fetchone()[0]
-        except Exception:
+        except psycopg.Error:
             other = "?"
         self.res.setdefault("activity", {})[label] = (*os.getloadavg(), other)
 
@@ -347,7 +347,7 @@ class Bench:
         from astrodb.ingest.table_reader import read_catalog
         from astrodb.query.healpix import hpx29
 
-        I = self.res["ingest"]
+        ing = self.res["ingest"]
         n = len(table)
         self.checkpoint()
         log(f"Store.ingest_catalog of {n} rows ...")
@@ -375,15 +375,21 @@ class Bench:
             c.execute(f"VACUUM {self.part}")
             t_vac = time.perf_counter() - t
             log(f"  VACUUM {self.part} {t_vac:.1f} s")
-        I["store"] = {"s": t_store, "rate": n / t_store, "analyze_s": t_an, "vacuum_s": t_vac}
+        ing["store"] = {"s": t_store, "rate": n / t_store, "analyze_s": t_an, "vacuum_s": t_vac}
 
         # The same rows as the Store loads them: validated, hpx29 computed, sorted by hpx29.
         # Timed piece by piece (a breakdown of the Store's ingest; not part of the raw COPY).
         brk = {}
-        t = time.perf_counter(); rows = read_catalog(table, epoch=EPOCH_REF); brk["read_catalog (validate, units, sha256)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        rows = read_catalog(table, epoch=EPOCH_REF)
+        brk["read_catalog (validate, units, sha256)"] = time.perf_counter() - t
         cols = rows.columns
-        t = time.perf_counter(); motion_stats(cols); brk["motion_stats"] = time.perf_counter() - t
-        t = time.perf_counter(); pix = hpx29(cols["ra"], cols["dec"]); brk["hpx29 (astropy-healpix)"] = time.perf_counter() - t
+        t = time.perf_counter()
+        motion_stats(cols)
+        brk["motion_stats"] = time.perf_counter() - t
+        t = time.perf_counter()
+        pix = hpx29(cols["ra"], cols["dec"])
+        brk["hpx29 (astropy-healpix)"] = time.perf_counter() - t
         t = time.perf_counter()
         order = np.argsort(pix, kind="stable")
         data = {"catalog_id": np.full(n, self.cat_id, np.int64), "file_id": np.full(n, self.file_id, np.int64),
@@ -391,9 +397,11 @@ class Bench:
         arrays = [np.ascontiguousarray(data[c][order]) for c in LOAD_COLUMNS]
         brk["argsort + reorder"] = time.perf_counter() - t
         del data, order, rows, cols, pix
-        t = time.perf_counter(); nbytes = sum(len(b) for b in binary_copy_chunks(arrays)); brk["binary COPY payload (numpy only, no DB)"] = time.perf_counter() - t
-        I["breakdown"] = brk
-        I["copy_bytes"] = nbytes
+        t = time.perf_counter()
+        nbytes = sum(len(b) for b in binary_copy_chunks(arrays))
+        brk["binary COPY payload (numpy only, no DB)"] = time.perf_counter() - t
+        ing["breakdown"] = brk
+        ing["copy_bytes"] = nbytes
 
         # (a) identical table without indexes (generated geog and CHECK kept; LIKE never copies FKs)
         # (b) LIKE ... INCLUDING ALL: generated column, CHECK, unique + btree + GiST indexes.
@@ -402,7 +410,7 @@ class Bench:
             c.execute("CREATE TABLE bench.sources_noidx (LIKE astrodb.sources INCLUDING DEFAULTS "
                       "INCLUDING GENERATED INCLUDING CONSTRAINTS INCLUDING STORAGE) WITH (autovacuum_enabled = false)")
             c.execute("CREATE TABLE bench.sources_idx (LIKE astrodb.sources INCLUDING ALL) WITH (autovacuum_enabled = false)")
-            I["check"] = self.check_like_tables(c)
+            ing["check"] = self.check_like_tables(c)
         for key, tbl in (("copy_noidx", "bench.sources_noidx"), ("copy_idx", "bench.sources_idx")):
             self.checkpoint()
             log(f"raw binary COPY into {tbl} ...")
@@ -411,12 +419,12 @@ class Bench:
             with store.engine.begin() as conn:
                 insert_columns(conn, tbl, LOAD_COLUMNS, arrays)
             s = time.perf_counter() - t
-            I[key] = {"s": s, "rate": n / s}
+            ing[key] = {"s": s, "rate": n / s}
             log(f"  {s:.1f} s ({n / s:,.0f} rows/s)")
         del arrays
         gc.collect()
         with self.pg() as c:
-            I["sizes"] = {
+            ing["sizes"] = {
                 tbl: c.execute(f"SELECT pg_size_pretty(pg_table_size('{tbl}')), "
                                f"pg_size_pretty(pg_indexes_size('{tbl}'))").fetchone()
                 for tbl in (self.part, "bench.sources_noidx", "bench.sources_idx")}
@@ -436,7 +444,7 @@ class Bench:
                     c.execute(sql)
                     steps[label] = time.perf_counter() - t
                     log(f"    {steps[label]:.1f} s")
-                I["index_after_copy"] = steps
+                ing["index_after_copy"] = steps
             if not self.args.keep:
                 c.execute("DROP TABLE bench.sources_noidx")
 
@@ -559,7 +567,7 @@ class Bench:
         from astrodb.store import migrate
         try:
             head, cur = migrate.head_revision(), migrate.current_revision(store.engine)
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - as in init_store: noted in the report
             self.notes.append(f"could not read migration heads before the query phase: {exc}")
             return
         if head != cur:
@@ -569,7 +577,7 @@ class Bench:
                 self.res["revision"] = head
                 self.notes.append(f"Upgraded the schema {cur} → {head} between ingest and queries "
                                   "(a migration appeared during the run).")
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - as in init_store: noted in the report
                 self.notes.append(f"Upgrade {cur} → {head} before the query phase failed "
                                   f"({type(exc).__name__}: {str(exc)[:200]}).")
 
@@ -683,7 +691,7 @@ class Bench:
         methods = [m for m in methods if m[2] is not None or m[0] == "sqlfn"]
         self.res["methods"] = [(k, label) for k, label, _ in methods]
         plans = {}
-        for key, label, fn in methods:
+        for key, _, fn in methods:
             self.res["cone"][key] = {}
             if fn is None:
                 continue
@@ -691,7 +699,7 @@ class Bench:
                 r = rmin / 60.0
                 try:
                     self.res["cone"][key][rmin] = run_cones(fn, ras, decs, r)
-                except Exception as exc:
+                except Exception as exc:  # noqa: BLE001 - a failing method is reported, the others still measured
                     conn.rollback() if not conn.autocommit else None
                     self.res["cone"][key][rmin] = {"error": f"{type(exc).__name__}: {str(exc)[:200]}"}
                     log(f"  {key} r={rmin}′ failed: {exc}")
@@ -699,7 +707,7 @@ class Bench:
                 m = self.res["cone"][key][rmin]
                 log(f"  {key:14s} r={radius_label(rmin):>4s}: p50 {m['p50']:.3f} ms  p90 {m['p90']:.3f} ms  rows {m['rows']:.1f}")
         # plans at 6' and 2° for the SQL paths (first centre)
-        ra0, dec0, r6 = float(ras[0]), float(decs[0]), 0.1
+        ra0, dec0 = float(ras[0]), float(decs[0])
         for rr, tag in ((0.1, "6′"), (2.0, "2°")):
             rg = cone_ranges(ra0, dec0, rr)
             m = math.radians(rr) * SPHERE_M
@@ -712,7 +720,7 @@ class Bench:
             for label, sql, params in todo:
                 try:
                     plans[f"{label} at {tag}"] = self.explain(conn, sql, params)
-                except Exception as exc:
+                except psycopg.Error as exc:
                     plans[f"{label} at {tag}"] = f"error {str(exc)[:200]}"
         self.res["plans"] = plans
         conn.close()
@@ -723,7 +731,8 @@ class Bench:
         sub = slice(0, min(50, len(ras)))
         tables = {
             "astrodb.sources (as ingested)": "SELECT count(DISTINCT (ctid::text::point)[0]), count(*) FROM astrodb.sources "
-                                             "WHERE catalog_id = %(cat)s AND ST_DWithin(geog, ST_MakePoint(%(ra)s - 180.0, %(dec)s)::geography, %(m)s, false)",
+                                             "WHERE catalog_id = %(cat)s AND ST_DWithin(geog, "
+                                             "ST_MakePoint(%(ra)s - 180.0, %(dec)s)::geography, %(m)s, false)",
             "bench.q3c_sources (CLUSTERed)": "SELECT count(DISTINCT (ctid::text::point)[0]), count(*) FROM bench.q3c_sources "
                                              "WHERE q3c_radial_query(ra, dec, %(ra)s, %(dec)s, %(r)s)",
         }
@@ -824,7 +833,8 @@ class Bench:
                     fn = (lambda ra, dec, r, ep=ep: len(store.cone(ra, dec, r, catalog=self.cat, epoch=ep)))
                     m = run_cones(fn, ras, decs, rmin / 60.0)
                     self.res["sqlite"][key][rmin] = m
-                    log(f"  sqlite {key:12s} r={radius_label(rmin):>4s}: p50 {m['p50']:.3f} ms  p90 {m['p90']:.3f} ms  rows {m['rows']:.1f}")
+                    log(f"  sqlite {key:12s} r={radius_label(rmin):>4s}: p50 {m['p50']:.3f} ms  p90 {m['p90']:.3f} ms  "
+                        f"rows {m['rows']:.1f}")
             self.res["sqlite"]["profile"] = self.profile_store_cone(store, ras, decs, "sqlite")
             try:
                 from astrodb.query import search as S
@@ -841,7 +851,7 @@ class Bench:
                         sql = str(stmt.compile(dialect=conn.dialect, compile_kwargs={"literal_binds": True}))
                         plan = conn.exec_driver_sql("EXPLAIN QUERY PLAN " + sql).fetchall()
                 self.res["sqlite"]["plan"] = "; ".join(str(r[-1]) for r in plan)
-            except Exception as exc:
+            except Exception as exc:  # noqa: BLE001 - private helpers of the Store: a plan we cannot get is reported
                 self.res["sqlite"]["plan"] = f"error {str(exc)[:200]}"
             store.close()
         finally:
@@ -883,50 +893,53 @@ class Bench:
               "(seed 7), every timing after a warm-up pass over the same centres.", ""]
 
         # ingest
-        I = R["ingest"]
+        ing = R["ingest"]
         n = a.rows
-        raw_b, raw_a = I["copy_idx"]["rate"], I["copy_noidx"]["rate"]
+        raw_b, raw_a = ing["copy_idx"]["rate"], ing["copy_noidx"]["rate"]
         L += ["### 1. Ingest (PostgreSQL)", "",
               "| Path | Rows | Time (s) | Rows/s | vs raw COPY, indexed (b) | vs raw COPY, no indexes (a) |",
               "|---|---:|---:|---:|---:|---:|"]
         for key, label in (("store", "`Store.ingest_catalog(table, name, epoch=2016.0)` (end to end)"),
                            ("copy_noidx", "(a) raw binary COPY, index-free copy of sources"),
                            ("copy_idx", "(b) raw binary COPY, `LIKE astrodb.sources INCLUDING ALL`")):
-            m = I[key]
+            m = ing[key]
             L.append(f"| {label} | {n:,} | {m['s']:.1f} | {fmt_rate(m['rate'])} | {m['rate'] / raw_b:.2f}× | {m['rate'] / raw_a:.2f}× |")
-        L += ["", f"After ingest: ANALYZE astrodb.sources {I['store']['analyze_s']:.1f} s (the ingest itself already "
-                  f"analyzes the new partition), then VACUUM {self.part} {I['store']['vacuum_s']:.1f} s (so autovacuum's "
+        L += ["", f"After ingest: ANALYZE astrodb.sources {ing['store']['analyze_s']:.1f} s (the ingest itself already "
+                  f"analyzes the new partition), then VACUUM {self.part} {ing['store']['vacuum_s']:.1f} s (so autovacuum's "
                   "insert-triggered vacuum does not run during the latency runs); neither is in the ingest time. "
-                  f"COPY payload {I['copy_bytes'] / 1e6:.0f} MB. Table + index sizes: " +
-              "; ".join(f"{t} {s_[0]} + {s_[1]}" for t, s_ in I["sizes"].items()) + ".", ""]
-        chk = I["check"]
+                  f"COPY payload {ing['copy_bytes'] / 1e6:.0f} MB. Table + index sizes: " +
+              "; ".join(f"{t} {s_[0]} + {s_[1]}" for t, s_ in ing["sizes"].items()) + ".", ""]
+        chk = ing["check"]
         L += ["Table check: " + "; ".join(
             f"{t}: geog {v['geog']}, {len(v['indexes'])} indexes, {v['fks']} FKs" for t, v in chk.items() if isinstance(v, dict)) +
               f". (b) has the same index definitions as astrodb.sources: {'yes' if chk['same_indexes'] else 'NO'} "
               f"({', '.join(chk['astrodb.sources']['indexes'])}).", ""]
-        brk = I["breakdown"]
-        ts = I["store"]["s"]
+        brk = ing["breakdown"]
+        ts = ing["store"]["s"]
         L += ["Where `Store.ingest_catalog`'s time goes (the same steps re-run separately on the same rows):", "",
               "| Step | Time (s) | Share of Store ingest |", "|---|---:|---:|"]
         for k, v in brk.items():
             L.append(f"| Python: {k} | {v:.1f} | {v / ts:.0%} |")
         py = sum(v for k, v in brk.items() if not k.startswith("binary COPY payload"))
-        L.append(f"| raw COPY into index-free (a) (includes the payload above and the generated geog) | {I['copy_noidx']['s']:.1f} | {I['copy_noidx']['s'] / ts:.0%} |")
-        srv = I["copy_noidx"]["s"]
-        for k, v in I.get("index_after_copy", {}).items():
+        L.append(f"| raw COPY into index-free (a) (includes the payload above and the generated geog) | "
+                 f"{ing['copy_noidx']['s']:.1f} | {ing['copy_noidx']['s'] / ts:.0%} |")
+        srv = ing["copy_noidx"]["s"]
+        for k, v in ing.get("index_after_copy", {}).items():
             L.append(f"| index (a) after the COPY: {k} | {v:.1f} | {v / ts:.0%} |")
             srv += v
-        if I.get("index_after_copy"):
-            L.append(f"| sum of the steps above (Store also: catalog rows, ATTACH PARTITION with FK validation, commit) | {py + srv:.1f} | {(py + srv) / ts:.0%} |")
+        if ing.get("index_after_copy"):
+            L.append(f"| sum of the steps above (Store also: catalog rows, ATTACH PARTITION with FK validation, commit) | "
+                     f"{py + srv:.1f} | {(py + srv) / ts:.0%} |")
         else:
             rest = ts - py - srv
             gist = R.get("sorted_build", {}).get("GiST (geog)")
-            L.append(f"| remainder: index builds (unique, btree, GiST), ANALYZE, ATTACH PARTITION + FK validation, commit | {rest:.1f} | {rest / ts:.0%} |")
+            L.append(f"| remainder: index builds (unique, btree, GiST), ANALYZE, ATTACH PARTITION + FK validation, commit | "
+                     f"{rest:.1f} | {rest / ts:.0%} |")
             if gist is not None:
                 L += ["", f"For scale: the GiST (geog) build alone on the hpx29-sorted copy below took {gist:.1f} s "
                           f"({gist / ts:.0%} of the Store's ingest time)."]
-        if I.get("index_after_copy"):
-            tot = I["copy_noidx"]["s"] + sum(I["index_after_copy"].values())
+        if ing.get("index_after_copy"):
+            tot = ing["copy_noidx"]["s"] + sum(ing["index_after_copy"].values())
             L += ["", f"Raw COPY into (a) followed by the same three index builds and ANALYZE: {tot:.1f} s = "
                       f"{fmt_rate(n / tot)} rows/s; `Store.ingest_catalog` is {(n / ts) / (n / tot):.2f}× that."]
         L.append("")
@@ -955,7 +968,8 @@ class Bench:
             L += ["", f"(ii) pre-filter widening at epoch {EPOCH_QUERY}: {R['widen_arcsec']:.1f}″ (catalog pm_max {pm:.0f} mas/yr, "
                       f"radial_rate_max {zeta:.3g}/yr, parallax_max {plx:.0f} mas; the 200 fast movers set it)."]
         if not R.get("sql_function"):
-            L += ["", "(iii) n/a: the database has no function `astrodb.cone` (migration 0002 not present when the run started or before the query phase)."]
+            L += ["", "(iii) n/a: the database has no function `astrodb.cone` (migration 0002 not present when the run started "
+                      "or before the query phase)."]
         else:
             L += ["", f"(iii) signature: `{R['sql_function']}`."]
         errs = [(k, r, m["error"]) for k, d in R["cone"].items() for r, m in d.items() if "error" in m]
@@ -977,17 +991,17 @@ class Bench:
             L.append(f"- {k}: {v}")
 
         # physical order
-        O = R["order"]
-        corr = "n/a" if O["corr"] is None else f"{O['corr']:.3f}"
+        phys = R["order"]
+        corr = "n/a" if phys["corr"] is None else f"{phys['corr']:.3f}"
         L += ["", f"Physical order of astrodb.sources after ingest (the catalog's partition {self.part}):", "",
               f"- pg_stats correlation of hpx29: {corr} (1.0 = heap in hpx29 order)"
-              + (f"; the hpx29-sorted copy: {O['corr_sorted']:.3f}" if O.get("corr_sorted") is not None else "") + ".",
-              f"- Ascending hpx29 runs in heap order: {O['runs']} (1 = one sorted run); {O['rows_per_page']:.0f} rows per heap page.",
+              + (f"; the hpx29-sorted copy: {phys['corr_sorted']:.3f}" if phys.get("corr_sorted") is not None else "") + ".",
+              f"- Ascending hpx29 runs in heap order: {phys['runs']} (1 = one sorted run); {phys['rows_per_page']:.0f} rows per heap page.",
               "", "Heap pages holding a cone's rows (mean over 50 centres):", "",
               "| Table | pages, 6′ | rows, 6′ | pages, 30′ | rows, 30′ |", "|---|---:|---:|---:|---:|"]
-        for label in O["pages"][6.0]:
-            p6, r6 = O["pages"][6.0][label]
-            p30, r30 = O["pages"][30.0][label]
+        for label in phys["pages"][6.0]:
+            p6, r6 = phys["pages"][6.0][label]
+            p30, r30 = phys["pages"][30.0][label]
             L.append(f"| {label} | {p6:.1f} | {r6:.1f} | {p30:.1f} | {r30:.1f} |")
         L += ["", "Q3C copy build: " + ", ".join(f"{k} {v:.1f} s" for k, v in R["q3c_build"].items()) + "."]
         if "sorted_build" in R:
@@ -1037,10 +1051,10 @@ class Bench:
             L.append("| SQL function p50 ≤ 1.5× best anchor at every radius | n/a (no astrodb.cone in the database) | n/a |")
         s6 = C["store"][6.0]["p50"]
         L.append(f"| `Store.cone` p50 ≤ 2 ms at 6′ | {fmt_ms(s6)} ms | {'yes' if s6 <= 2 else 'NO'} |")
-        ratio = I["store"]["rate"] / raw_b
-        L.append(f"| ingest ≥ 0.5× raw binary COPY | {fmt_rate(I['store']['rate'])} rows/s = {ratio:.2f}× (b) indexed, "
-                 f"{I['store']['rate'] / raw_a:.2f}× (a) index-free | {'yes' if ratio >= 0.5 else 'NO'} vs (b), "
-                 f"{'yes' if I['store']['rate'] / raw_a >= 0.5 else 'NO'} vs (a) |")
+        ratio = ing["store"]["rate"] / raw_b
+        L.append(f"| ingest ≥ 0.5× raw binary COPY | {fmt_rate(ing['store']['rate'])} rows/s = {ratio:.2f}× (b) indexed, "
+                 f"{ing['store']['rate'] / raw_a:.2f}× (a) index-free | {'yes' if ratio >= 0.5 else 'NO'} vs (b), "
+                 f"{'yes' if ing['store']['rate'] / raw_a >= 0.5 else 'NO'} vs (a) |")
         q6 = S["store"][6.0]["p50"]
         L.append(f"| SQLite cone p50 ≤ 5 ms at 6′ on {S['ingest']['rows']:,} rows | {fmt_ms(q6)} ms | {'yes' if q6 <= 5 else 'NO'} |")
         L += ["", "The anchors measured apart from this benchmark (10 M rows, the same machine type): PostGIS on a "

@@ -434,7 +434,7 @@ def test_readme_sql(store, hip_rows):
     cols, rows = outputs[2]
     assert cols == ["source_id", "ra", "dec", "arcsec"] and 1 <= len(rows) <= 5
     assert [r[0] for r in rows] == [r[0] for r in outputs[1][1]][: len(rows)]
-    for (cols, rows), epoch in ((outputs[3], None), (outputs[4], 2030.0)):
+    for (_, rows), epoch in ((outputs[3], None), (outputs[4], 2030.0)):
         ref = store.footprint([[269.3, 4.5], [269.6, 4.5], [269.6, 4.9], [269.3, 4.9]], catalog="hip", epoch=epoch)
         assert sorted(r[0] for r in rows) == sorted(ref["source_id"]) and BARNARD_HIP in ref["source_id"]
     # propagate: Barnard's star from Gaia DR3 (J2016.0) to 2030, as astropy moves it

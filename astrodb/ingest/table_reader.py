@@ -208,7 +208,7 @@ def read_catalog(source, *, epoch=None, id_column: str | None = None, format: st
             raise IngestError("no such file", source=name)
         try:
             table = Table.read(path, format=format) if format else Table.read(path)
-        except Exception as exc:  # astropy raises many kinds; all mean "cannot read this"
+        except Exception as exc:  # noqa: BLE001 - astropy raises many kinds; all mean "cannot read this"
             # First line only: astropy appends a table of every format it knows (56 lines).
             first = (str(exc).strip().splitlines() or [""])[0].rstrip(":. ")
             hint = "; give the format (--format, e.g. ascii.csv)" if "format" in first.lower() else ""

@@ -229,7 +229,7 @@ class WCSFootprint:
         try:
             bra, bdec = (np.asarray(a, float) for a in wcs.pixel_to_world_values(bx, by))
             cra, cdec = (float(a) for a in wcs.pixel_to_world_values((self.nx - 1) / 2.0, (self.ny - 1) / 2.0))
-        except Exception as exc:  # wcslib's SingularMatrixError and the like
+        except Exception as exc:  # noqa: BLE001 - wcslib's SingularMatrixError and the like
             raise QueryError(f"the WCS cannot map pixels to the sky ({type(exc).__name__}: {one_line(exc)}): a "
                              "singular CD/PC matrix?") from None
         if not (np.all(np.isfinite(bra)) and np.all(np.isfinite(bdec)) and math.isfinite(cra)):

@@ -496,7 +496,7 @@ SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {REST_W}
           (pref * {D2R}) * {SPHERE_M}, p_epoch, kk;
 END
 $fn$;
-"""
+"""  # noqa: E501 - wrapping these SQL lines would change the SQL the migrations froze
 
 
 def _footprint_impl() -> str:
@@ -601,7 +601,7 @@ SELECT least($6 + CASE WHEN $7 IS NULL OR $4 IS NULL THEN 0.0
                        ELSE astrodb.displacement_bound($1, $2, greatest(abs($7 - $4), abs($7 - $5)), $3, 0.0) END
              + {{PAD}}, 180.0)
 $fn$;
-""")
+""")  # noqa: E501 - as _FOOTPRINT's
 
 
 _DROP = """

@@ -227,7 +227,7 @@ def downgrade() -> None:
         op.drop_table("prov_chain")
         op.execute(f"DROP FUNCTION {S}.prov_chain_link(), {S}.prov_images_open_run(), "
                    f"{S}.prov_runs_server_stamp(), {S}.prov_link_digest(bigint, text, text, text, timestamptz)")
-        op.execute(f"DROP FUNCTION " + ", ".join(f"{S}.prov_field({arg})" for arg in _FIELDS))
+        op.execute("DROP FUNCTION " + ", ".join(f"{S}.prov_field({arg})" for arg in _FIELDS))
         for column in _SERVER_COLUMNS:
             op.drop_column("prov_runs", column)
         return

@@ -113,7 +113,7 @@ def _corrupt(d: Path) -> list[Path]:
 
 
 def test_a_gaia_load_where_every_file_fails_leaves_no_trace(base, tmp_path):
-    files = _corrupt(tmp_path / "g")
+    _corrupt(tmp_path / "g")
     before = _counts(base)
     rc, out, err = _run(base.url, ["ingest", "gaia", tmp_path / "g", "--release", "dr3", "--catalog", "g"])
     assert rc == 3, err
@@ -211,7 +211,7 @@ def test_two_ingests_under_one_name_at_once(db_factory, tmp_path):
              for _ in range(2)]
     results = [(p.wait(timeout=300), p.stdout.read(), p.stderr.read()) for p in procs]
     assert sorted(rc for rc, _, _ in results) in ([0, 0], [0, 2]), results
-    for rc, out, err in results:
+    for rc, _, err in results:
         if rc == 2:
             assert err.count("\n") == 1 and ("created meanwhile" in err or "already exists" in err), err
     store = astrodb.connect(url)

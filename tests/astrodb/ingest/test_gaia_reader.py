@@ -238,7 +238,7 @@ def test_explicit_release_and_conflicts(tmp_path):
     # EDR3 columns under a header saying DR3
     rows = gf.gaia_rows("edr3", 30, 1, real=False)
     lying = gf.write_partition(tmp_path, "edr3", rows, name="z.csv.gz")
-    _rewrite(lying, lambda lines: [l.replace("RELEASE: Gaia EDR3", "RELEASE: Gaia DR3") for l in lines])
+    _rewrite(lying, lambda lines: [line.replace("RELEASE: Gaia EDR3", "RELEASE: Gaia DR3") for line in lines])
     with pytest.raises(IngestError, match="header says Gaia DR3 but the columns are EDR3"):
         read_gaia_file(lying)
     assert read_gaia_file(lying, release="edr3").release == "edr3"

@@ -158,8 +158,11 @@ def test_wcs_footprint_with_distortion_equals_pixel_brute_force(store, sky, crva
     w.wcs.cdelt = [-0.36 / 3600 * 1000 / 2048 * 10, 0.36 / 3600 * 1000 / 2048 * 10]
     w.wcs.pc = [[np.cos(0.3), -np.sin(0.3)], [np.sin(0.3), np.cos(0.3)]]
     from astropy.wcs import Sip
-    a = np.zeros((4, 4)); b = np.zeros((4, 4))
-    a[2, 0] = 2e-6; b[0, 2] = -3e-6; a[1, 1] = 1e-6
+    a = np.zeros((4, 4))
+    b = np.zeros((4, 4))
+    a[2, 0] = 2e-6
+    b[0, 2] = -3e-6
+    a[1, 1] = 1e-6
     w.sip = Sip(a, b, None, None, w.wcs.crpix)
     shape = (2048, 2048)
     got = store.footprint((w, shape), catalog=name, epoch=2030.0)
