@@ -1,4 +1,5 @@
-"""A small end-to-end alignment on the embedded store, for ``./run demo`` (``astrodb demo``).
+"""A small end-to-end alignment on the embedded store, the alignment part of ``astrodb demo``
+(``./run demo``).
 
 A field of Gaia-like stars (proper motions, parallaxes, some without either) is put in a
 temporary SQLite store as ``gaia_dr3`` at J2016.0; four dithered 1024x1024 images observed at
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -60,14 +62,20 @@ def _stars(rng: np.random.Generator, n: int) -> Table:
                   "mag": rng.uniform(16, 21, n)})
 
 
-def run(out=print) -> None:
-    """Run the demo, printing as it goes."""
+def run(out: Callable[[str], object] = print) -> None:
+    """Run the demo (``astrodb demo`` finds it through the ``astrodb.demos`` entry point).
+
+    Parameters
+    ----------
+    out : callable
+        Called with each piece of text to show (default: print it).
+    """
     import astrodb
     from astrodb.epoch import earth_barycentric_position, propagate
-    from astrodb.provenance.verify import verify_run
     from tweakwcs.correctors import FITSWCSCorrector
 
-    import aligner
+    from . import absolute_align, relative_align
+    from .verify import verify_run
 
     rng = np.random.default_rng(2024)
     with tempfile.TemporaryDirectory(prefix="aligner-demo-") as tmp:
@@ -104,9 +112,9 @@ def run(out=print) -> None:
         before = [_error_mas(c.wcs, t) for c, t in zip(correctors, truths)]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            aligner.relative_align(correctors, store=store)
+            relative_align(correctors, store=store)
             after_rel = [_error_mas(c.wcs, t) for c, t in zip(correctors, truths)]
-            aligner.absolute_align(correctors, "GAIADR3", epoch=OBS_EPOCH, store=store)
+            absolute_align(correctors, "GAIADR3", epoch=OBS_EPOCH, store=store)
         after_abs = [_error_mas(c.wcs, t) for c, t in zip(correctors, truths)]
         rows = Table({"image": [c.meta["name"] for c in correctors],
                       "sources": [len(c.meta["catalog"]) for c in correctors],
@@ -124,6 +132,7 @@ def run(out=print) -> None:
 
 
 def aligner_runs(store) -> list[str]:
+    """The ids of the runs recorded in ``store``, oldest first."""
     import sqlalchemy as sa
 
     from astrodb.store.schema import prov_runs

@@ -16,11 +16,10 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
+from astrodb.gaia_names import GAIA_NAMES  # stcal's Gaia names, as the store resolves them
+
 from .catalogs import read_table, reference_sources
 from .errors import CatalogError, ParameterError
-
-GAIA_NAMES = {"GAIADR1": "gaia_dr1", "GAIADR2": "gaia_dr2", "GAIADR3": "gaia_dr3",
-              "GAIAREFCAT": "gaia_dr3", "GAIADR3_S3": "gaia_dr3"}
 
 #: Default typical image centroid error (mas) against which reference-star errors are weighed.
 DEFAULT_CENTROID_ERROR_MAS = 5.0

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Benchmark of the aligner against stcal.tweakreg 1.20 (tweakwcs 0.9.3) and SCAMP 2.10 on
-synthetic scenes with known truth (tests/aligner_synth.py), in one run on the same data.
+synthetic scenes with known truth (tests/support/aligner_synth.py), in one run on the same data.
 
     .venv/bin/python bench/bench_align.py [--cases 8x2k,8x10k,32x10k,32x100k] [--repeats N]
                                           [--kinds gwcs,fits] [--no-stcal] [--no-scamp]
@@ -45,7 +45,7 @@ What is measured, per case (images x sources per image) and WCS kind:
   SCAMP runs with an unlimited stack (see ``_scamp_stack``). Installed with apt-get when missing
   and running as root, else skipped.
 
-Errors (tests/aligner_synth.py): absolute = RMS over a 16x16 pixel grid of every image of the
+Errors (tests/support/aligner_synth.py): absolute = RMS over a 16x16 pixel grid of every image of the
 distance between the corrected and the true WCS; relative = the same after removing the mean
 error of the images covering each point (an error common to all images cancels).
 
@@ -82,10 +82,8 @@ from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-# The repository first: tests/aligner (a directory without __init__) would otherwise be found as
-# a namespace package "aligner" before the editable install's finder runs.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
-sys.path.insert(0, str(ROOT / "bench"))
+# The repository first (the packages, and tests.support), then the benchmarks' shared helpers.
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
 from bench_store import code_version, command_line  # noqa: E402
 
@@ -93,7 +91,7 @@ import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 import aligner  # noqa: E402
-from aligner_synth import (absolute_error_mas, make_correctors, make_scene,  # noqa: E402
+from tests.support.aligner_synth import (absolute_error_mas, make_correctors, make_scene,  # noqa: E402
                            reference_at_epoch, relative_error_mas)
 
 SECTION = "## Aligner (bench/bench_align.py)"
@@ -911,7 +909,7 @@ def render(results: list[dict], args, meta: dict) -> str:
     L.append(f"- Other benchmark processes at the start: {meta['others'] or 'none'}")
     L.append(f"- Versions: {meta['versions']}")
     L.append(f"- Code: {meta['code']}")
-    L.append(f"- Data: `tests/aligner_synth.make_scene(n_images, n_sources, kind, seed={args.seed})` with its defaults "
+    L.append(f"- Data: `tests/support/aligner_synth.make_scene(n_images, n_sources, kind, seed={args.seed})` with its defaults "
              "(2048² px at 0.05″/px, dither 0.3 of the footprint, pointing errors 0.3–1″ and 0.005–0.02° per image, "
              "2 mas centroid noise, 10 % spurious sources, reference = every star with 1 mas noise at the "
              "observation epoch); same seed for every tool. Times: median of "

@@ -6,7 +6,7 @@ one run on the same generated files.
     .venv/bin/python bench/bench_gaia.py [--files 8] [--rows 200000] [--astropy-rows 20000]
 
 Files: ``--files`` DR3 ``GaiaSource_*.csv.gz`` partitions of ``--rows`` rows each, in the archive's
-exact layout (ECSV header, all 152 columns, ``null`` for missing; tests/gaia_fixtures.py), each on
+exact layout (ECSV header, all 152 columns, ``null`` for missing; tests/support/gaia_fixtures.py), each on
 its own patch of sky (disjoint like the archive's HEALPix-8 ranges), with the ``_MD5SUM.txt`` the
 archive ships beside them. Generated once and cached under bench/out/gaia_dr3_files/ (gitignored).
 
@@ -83,17 +83,11 @@ def fmt_rate(r: float) -> str:
 
 # -- the files -----------------------------------------------------------------------------
 def _fixtures():
-    """tests/gaia_fixtures.py, loaded by path: tests/ itself must not go on sys.path (its
-    astrodb/ test directory would shadow the package's namespace subpackages)."""
-    import importlib.util
-
-    mod = sys.modules.get("gaia_fixtures")
-    if mod is None:
-        spec = importlib.util.spec_from_file_location("gaia_fixtures", ROOT / "tests" / "gaia_fixtures.py")
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules["gaia_fixtures"] = mod
-        spec.loader.exec_module(mod)
-    return mod
+    """tests.support.gaia_fixtures: the archive's file layouts (the repository root is on sys.path)."""
+    if str(ROOT) not in sys.path:
+        sys.path.insert(0, str(ROOT))
+    import tests.support.gaia_fixtures as fixtures
+    return fixtures
 
 
 def _generate_one(directory: str, index: int, rows: int, seed: int) -> dict:
@@ -810,7 +804,7 @@ class Bench:
              f"- Code: {code}" + ("" if code_end == code else f"; at the end: {code_end}")
              + f"; schema revision {R.get('revision')}",
              f"- Data: {len(F)} DR3 `GaiaSource_*.csv.gz` partitions × {F[0]['rows']:,} rows = {rows:,} rows, written by "
-             f"tests/gaia_fixtures.py in the archive's layout (ECSV header, all 152 columns, `null` for missing; "
+             f"tests/support/gaia_fixtures.py in the archive's layout (ECSV header, all 152 columns, `null` for missing; "
              f"generated rows, each file on its own patch of sky), with `_MD5SUM.txt`: {text / 1e6:,.0f} MB of text "
              f"({text / rows:,.0f} B/row uncompressed, header included), {gz / 1e6:,.0f} MB gzipped ({gz / rows:,.0f} B/row). "
              f"Every stage below reads these same files (page-cached).", ""]

@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Absolute alignment of sparse fields: the aligner against stcal.tweakreg 1.20 on synthetic
-single-image scenes with known truth (tests/aligner_synth.py), trial by trial on identical inputs.
+single-image scenes with known truth (tests/support/aligner_synth.py), trial by trial on identical inputs.
 
     .venv/bin/python bench/bench_sparse.py [--trials 50] [--kinds fits,gwcs] [--n 3,5,8,15]
                                            [--spurious 0.1,0.5,0.9] [--shifts 0.5,1,2,3]
@@ -90,9 +90,8 @@ from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 ROOT = Path(__file__).resolve().parents[1]
-# The repository first: tests/aligner (a directory without __init__) would otherwise be found as
-# a namespace package "aligner" before the editable install's finder runs.
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+# The repository first (the packages, and tests.support), then the benchmarks' shared helpers.
+sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 # One thread per tool and process (read at import): the trials, not the fits, are parallel.
 for _var in ("ALIGNER_THREADS", "OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
     os.environ.setdefault(_var, "1")
@@ -101,7 +100,7 @@ import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
 
 import aligner  # noqa: E402
-from aligner_synth import SimScene, make_correctors, make_scene  # noqa: E402
+from tests.support.aligner_synth import SimScene, make_correctors, make_scene  # noqa: E402
 from bench_align import cpu_model, package_versions, write_section  # noqa: E402
 from bench_store import code_version, command_line  # noqa: E402
 

@@ -40,7 +40,7 @@ from astrodb import epoch as epochs, provenance
 from astrodb.cli.main import main as astrodb_main
 from astrodb.datasets import HIPPARCOS_EPOCH, hipparcos
 from astrodb.query.regions import separation_deg
-from gaia_fixtures import write_dr3_partition, write_md5sum
+from tests.support.gaia_fixtures import write_dr3_partition, write_md5sum
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]

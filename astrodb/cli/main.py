@@ -21,6 +21,7 @@ from .output import FORMATS, write_table
 
 def _angle_deg(text: str) -> float:
     """Parse '0.1' (degrees), '6arcmin', '30 arcsec', '1d' into degrees."""
+    import astropy.units as u
     from astropy.coordinates import Angle
     try:
         return float(text)
@@ -28,7 +29,7 @@ def _angle_deg(text: str) -> float:
         pass
     try:
         return float(Angle(text).deg)
-    except Exception:
+    except (ValueError, TypeError, u.UnitsError):
         raise argparse.ArgumentTypeError(f"not an angle: {text!r} (degrees, or e.g. 6arcmin)") from None
 
 
@@ -206,6 +207,10 @@ def _print_catalogs(store) -> None:
 
 def _demo(store) -> None:
     from ..datasets import HIPPARCOS_EPOCH, hipparcos
+    from ..provenance import plugins
+
+    # Found first: without an aligner the demo stops before it has done anything.
+    align_demo = plugins.load(plugins.DEMOS, "the demo's alignment")
     print(f"store: {store.url}")
     print(f"schema: revision {store.init()}")
     names = [c.name for c in store.catalogs()]
@@ -229,9 +234,7 @@ def _demo(store) -> None:
         t["ra"].info.format = t["dec"].info.format = ".7f"
         t["distance"].info.format = ".2f"
         print("\n".join(t.pformat(max_lines=-1, max_width=-1)))
-    from aligner import demo as align_demo  # the aligner against a store, in a temporary one
-
-    align_demo.run()
+    align_demo()  # the installed aligner against a store, in a temporary one
 
 
 def main(argv=None) -> int:

@@ -1,5 +1,9 @@
-"""Audits of the alignment provenance the aligner records in the store (``prov_runs``,
-``prov_images``; written by :mod:`aligner.provenance`, append-only).
+"""The alignment provenance in the store (``prov_runs``, ``prov_images``, ``prov_chain``;
+append-only): its format and writer, and its audits.
+
+An aligner describes each run as a :class:`RunRecord` and hands it to :func:`record_run`
+(:mod:`astrodb.provenance.record`, which owns the columns and their bytes: arrays in
+:mod:`~astrodb.provenance.arrays`, WCSs in :mod:`~astrodb.provenance.wcs_bytes`). Reading:
 
 >>> from astrodb import provenance
 >>> provenance.list_runs(store, image="jw02738_nrca1", since="2026-01-01")
@@ -12,13 +16,17 @@
 >>> head = provenance.chain_head(store)                  # (seq, digest) of the newest link: keep it
 >>> provenance.verify_chain(store, head=head)            # every link recomputed; .ok, str(report)
 
-``verify_run`` (re-run a recorded alignment) is in :mod:`astrodb.provenance.verify`, the hash
-chain over the records (migration 0009) in :mod:`astrodb.provenance.chain`. The SQL
-views for one-query audits in psql are described in docs/provenance.md.
+``verify_run`` (re-run a recorded alignment with the installed aligner, found through an entry
+point: :mod:`astrodb.provenance.plugins`) is in :mod:`astrodb.provenance.verify`, the hash chain
+over the records (migration 0009) in :mod:`astrodb.provenance.chain`. The SQL views for
+one-query audits in psql are described in docs/provenance.md.
 """
+from .arrays import npz_bytes, npz_load
 from .audit import (RunNotFoundError, image_history, list_fits, list_runs, resolve_run_id, runs_using_file,
                     show_run, stale_runs)
 from .chain import chain_head, verify_chain
+from .record import ImageRecord, ReferenceRecord, RunRecord, record_run
+from .wcs_bytes import deserialize_wcs, serialize_wcs
 
 
 def export_prov(store, run_id: str, fmt: str = "prov-json") -> str:
@@ -40,11 +48,12 @@ def fit_residuals(store, run_id: str):
 
 
 def verify_run(store, run_id: str, **kwargs):
-    """Re-run a recorded alignment and compare (see :mod:`astrodb.provenance.verify`)."""
+    """Re-run a recorded alignment and compare (see :func:`astrodb.provenance.verify.verify_run`)."""
     from .verify import verify_run as _verify
     return _verify(store, run_id, **kwargs)
 
 
 __all__ = ["RunNotFoundError", "list_runs", "list_fits", "show_run", "image_history", "runs_using_file",
            "stale_runs", "resolve_run_id", "export_prov", "plot_run", "fit_residuals", "verify_run", "verify_chain",
-           "chain_head"]
+           "chain_head", "RunRecord", "ImageRecord", "ReferenceRecord", "record_run", "npz_bytes", "npz_load",
+           "serialize_wcs", "deserialize_wcs"]

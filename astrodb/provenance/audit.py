@@ -19,7 +19,9 @@ import sqlalchemy as sa
 from astropy.table import MaskedColumn, Table
 
 from ..errors import QueryError
+from ..gaia_names import store_catalog
 from ..ingest.table_reader import sha256_file
+from . import plugins
 from .chain import link_of
 
 __all__ = ["RunNotFoundError", "resolve_run_id", "list_runs", "list_fits", "show_run", "image_history",
@@ -32,7 +34,7 @@ class RunNotFoundError(QueryError, LookupError):
     """No recorded run has that id (or the prefix is ambiguous)."""
 
 
-# --- small helpers --------------------------------------------------------------------------
+# --- times and tables --------------------------------------------------------------------------
 
 def _utc(dt: datetime | None) -> datetime | None:
     """Stored times are UTC; SQLite gives them back naive."""
@@ -154,14 +156,8 @@ RUN_SPEC = [("run_id", "s"), ("step", "s"), ("started_at", "s"), ("finished_at",
 
 def _catalog_names(catalog: str) -> list[str]:
     """A store catalog name, also by stcal's names (GAIADR3 -> gaia_dr3)."""
-    try:
-        from aligner.refcat import GAIA_NAMES
-    except ImportError:  # pragma: no cover - aligner ships with astrodb
-        GAIA_NAMES = {}
-    names = [catalog]
-    if catalog.strip().upper() in GAIA_NAMES:
-        names.append(GAIA_NAMES[catalog.strip().upper()])
-    return names
+    release = store_catalog(catalog)
+    return [catalog] if release is None else [catalog, release]
 
 
 def _status_matches(value: str, wanted: str | None) -> bool:
@@ -556,23 +552,30 @@ def _rows_changed(store, run: dict) -> str:
 
 
 def requery_reference(store, run: dict):
-    """Run a store reference's recorded query again (:func:`aligner.refcat.resolve`); None when the
-    catalog cannot be queried any more (dropped)."""
-    from aligner import refcat as refcats
-    from aligner.errors import AlignerError
+    """Run a store reference's recorded query again, with the installed aligner (its
+    ``requery_reference``, see :mod:`astrodb.provenance.plugins`).
 
-    from ..errors import AstrodbError
+    Parameters
+    ----------
+    store : astrodb.Store
+    run : dict
+        The run's ``prov_runs`` row.
 
-    q = run.get("ref_query") or {}
-    if run.get("ref_kind") != "store" or "name" not in q:
+    Returns
+    -------
+    object or None
+        The rows the query gives now (``ra``, ``dec``, ``checksum()``: compared with
+        ``ref_sha256``); None when the reference is not a store catalog, or the catalog cannot be
+        queried any more (dropped).
+
+    Raises
+    ------
+    astrodb.provenance.plugins.NoAlignerError
+        A store reference, and no aligner installed to query it as the run did.
+    """
+    if run.get("ref_kind") != "store" or "name" not in (run.get("ref_query") or {}):
         return None
-    try:
-        return refcats.resolve(q["name"], center=(q["ra"], q["dec"]), radius=q["radius_deg"], epoch=q.get("epoch"),
-                               observer=None if q.get("observer_au") is None else np.asarray(q["observer_au"], float),
-                               store=store, centroid_error_mas=q.get("centroid_error_mas",
-                                                                     refcats.DEFAULT_CENTROID_ERROR_MAS))
-    except (AlignerError, AstrodbError):
-        return None
+    return plugins.load(plugins.VERIFIERS, "querying a run's reference again").requery_reference(store, run)
 
 
 def run_record(store, run_id: str) -> tuple[dict, list[dict]]:

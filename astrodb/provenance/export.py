@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import json
 
+from .arrays import npz_load
 from .audit import run_record
 from .chain import link_of
 
@@ -66,8 +67,6 @@ def build_document(store, run_id: str):
     """The :class:`prov.model.ProvDocument` of one run (``run_id``: the id or a unique prefix)."""
     from prov.constants import PROV_LABEL, PROV_LOCATION, PROV_TYPE
     from prov.model import PROV
-
-    from aligner.provenance import npz_load
 
     run, images = run_record(store, run_id)
     rid = run["run_id"]

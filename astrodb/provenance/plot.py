@@ -18,7 +18,10 @@ from __future__ import annotations
 import numpy as np
 from astropy.table import Table
 
+from .arrays import npz_load
 from .audit import requery_reference, run_record
+from .plugins import NoAlignerError
+from .wcs_bytes import deserialize_wcs
 
 _RAD2MAS = 180.0 / np.pi * 3.6e6
 
@@ -75,8 +78,6 @@ class _Image:
     """One image's record, decoded lazily: rows used, WCS after the run."""
 
     def __init__(self, row: dict) -> None:
-        from aligner.provenance import npz_load
-
         self.row = row
         data = npz_load(row["catalog_data"])
         self.rows = np.asarray(data.get("row", np.empty(0, np.intp)))
@@ -89,8 +90,6 @@ class _Image:
     @property
     def wcs(self):
         if self._wcs is None:
-            from aligner.provenance import deserialize_wcs
-
             blob = self.row["output_wcs"] if self.row["output_wcs"] is not None else self.row["input_wcs"]
             self._wcs = deserialize_wcs(self.row["wcs_kind"], blob)
         return self._wcs
@@ -128,16 +127,18 @@ def _residuals(store, run_id: str) -> tuple[list[dict], dict]:
     ref_ra = ref_dec = None
     ref_note = ""
     if run.get("ref_kind") in ("file", "table") and run.get("ref_data") is not None:
-        from aligner.provenance import npz_load
-
         ref = npz_load(run["ref_data"])
         ref_ra, ref_dec = np.asarray(ref["ra"], float), np.asarray(ref["dec"], float)
     elif run.get("ref_kind") == "store":
-        again = requery_reference(store, run)
-        if again is not None and again.checksum() == run.get("ref_sha256"):
-            ref_ra, ref_dec = np.asarray(again.ra, float), np.asarray(again.dec, float)
+        try:
+            again = requery_reference(store, run)
+        except NoAlignerError as exc:  # the rest of the plot needs no aligner
+            ref_note = f"reference pairs not shown: {exc}"
         else:
-            ref_note = f"reference pairs not shown: {run['ref_source']} no longer gives the rows used"
+            if again is not None and again.checksum() == run.get("ref_sha256"):
+                ref_ra, ref_dec = np.asarray(again.ra, float), np.asarray(again.dec, float)
+            else:
+                ref_note = f"reference pairs not shown: {run['ref_source']} no longer gives the rows used"
     elif run.get("ref_kind") not in (None, "none"):
         ref_note = "reference pairs not shown: the reference rows were not recorded"
 

@@ -1,25 +1,23 @@
-"""Re-run a recorded alignment from its record and check that it reproduces.
+"""Re-running a recorded alignment from its record and checking that it reproduces.
 
-The inputs come from the record itself: each image's input WCS (FITS header text or ASDF) and
-catalog rows as used, every parameter, and the reference — the rows recorded for a file or a
-Table (a file is also checked against its recorded sha256), or, for a store catalog, the same
-query re-run and its rows' hash compared with the recorded one (a re-ingested or dropped catalog
-shows up here). The output WCSs are compared with the recorded ones on a grid of pixels over
-each image: the run reproduces when every image gets the same status and every corrected WCS
-agrees to ``tolerance_uas`` (1 micro-arcsec by default).
+The re-run needs the aligner that made the record: :func:`verify_run` finds the installed one
+through the ``astrodb.verifiers`` entry point (:mod:`astrodb.provenance.plugins`), which reads
+the record with :func:`load_run` and answers with a :class:`VerifyReport`. What is checked:
+each image's input WCS and catalog rows as used, every parameter, and the reference (the rows
+recorded for a file or a Table, a file also against its recorded sha256; for a store catalog,
+the same query re-run and its rows' hash compared with the recorded one) give again the same
+status per image and corrected WCSs within ``tolerance_uas``.
 """
 from __future__ import annotations
 
-import inspect
-import os
-import warnings
 from dataclasses import dataclass, field
 
-import numpy as np
 import sqlalchemy as sa
 
 from ..errors import QueryError
-from ..ingest.table_reader import sha256_file
+from . import plugins
+
+__all__ = ["VerifyReport", "load_run", "verify_run"]
 
 
 @dataclass
@@ -32,6 +30,7 @@ class VerifyReport:
     max_difference_uas: float = 0.0
 
     def fail(self, line: str) -> None:
+        """Record a difference: the run does not reproduce."""
         self.ok = False
         self.lines.append("DIFFERS: " + line)
 
@@ -41,7 +40,25 @@ class VerifyReport:
         return "\n".join([head, *("  " + s for s in self.lines)])
 
 
-def _load(store, run_id: str):
+def load_run(store, run_id: str) -> tuple[dict, list[dict]]:
+    """The full rows of one run, blobs included.
+
+    Parameters
+    ----------
+    store : astrodb.Store
+    run_id : str
+        The run's UUID or a unique prefix of it.
+
+    Returns
+    -------
+    tuple of (dict, list of dict)
+        The ``prov_runs`` row and its ``prov_images`` rows in image order.
+
+    Raises
+    ------
+    astrodb.QueryError
+        No run has that id or prefix, or the prefix is ambiguous.
+    """
     from ..store.schema import prov_images, prov_runs
 
     with store.engine.connect() as conn:
@@ -56,107 +73,6 @@ def _load(store, run_id: str):
     return run, images
 
 
-def _corrector(row):
-    from astropy.table import Table
-    from tweakwcs.correctors import FITSWCSCorrector, JWSTWCSCorrector
-
-    from aligner.provenance import deserialize_wcs, npz_load
-
-    wcs = deserialize_wcs(row["wcs_kind"], row["input_wcs"])
-    data = npz_load(row["catalog_data"])
-    cat = Table({"x": data.get("x", np.empty(0)), "y": data.get("y", np.empty(0)),
-                 "weight": data.get("weight", np.empty(0))})
-    meta = {"catalog": cat, "name": row["name"], "group_id": row["group_id"]}
-    if row["epoch"] is not None:
-        meta["epoch"] = row["epoch"]
-    if row["wcs_kind"] == "gwcs":
-        return JWSTWCSCorrector(wcs, row["wcsinfo"], meta=meta)
-    return FITSWCSCorrector(wcs, meta=meta)
-
-
-def _grid(corrector, n: int = 12):
-    bb = corrector.bounding_box
-    if bb is None:
-        bb = ((0.0, 1000.0), (0.0, 1000.0))
-    (x0, x1), (y0, y1) = bb
-    gx, gy = np.meshgrid(np.linspace(x0 + 0.5, x1 - 0.5, n), np.linspace(y0 + 0.5, y1 - 0.5, n))
-    return gx.ravel(), gy.ravel()
-
-
-def _difference_uas(wcs_a, wcs_b, corrector) -> float:
-    from aligner.plane import unit_vectors
-
-    x, y = _grid(corrector)
-
-    def sky(w):
-        if hasattr(w, "forward_transform"):
-            return w(x, y, with_bounding_box=False)
-        return w.all_pix2world(x, y, 0)
-
-    a, b = unit_vectors(*sky(wcs_a)), unit_vectors(*sky(wcs_b))
-    ang = 2 * np.arcsin(np.clip(np.linalg.norm(a - b, axis=1) / 2, 0, 1))
-    return float(np.degrees(ang.max()) * 3.6e9)
-
-
-def _reference(store, run, report: VerifyReport):
-    """The ``abs_refcat`` argument that reproduces the run's reference, checking it on the way."""
-    from astropy.table import Table
-
-    from aligner.provenance import npz_load
-
-    kind, query = run["ref_kind"], run["ref_query"] or {}
-    if kind in ("file", "table"):
-        if kind == "file":
-            path = run["ref_source"]
-            recorded = dict(run["ref_files"] or []).get(path)
-            if not os.path.isfile(path):
-                report.lines.append(f"reference file {path} is gone; using the recorded rows")
-            elif recorded and sha256_file(path) != recorded:
-                report.fail(f"reference file {path} changed since the run (sha256 {recorded[:12]}… then, "
-                            f"{sha256_file(path)[:12]}… now); using the recorded rows")
-            else:
-                report.lines.append(f"reference file {path}: same sha256 as recorded")
-        ref = npz_load(run["ref_data"])
-        return Table({"RA": ref["ra"], "DEC": ref["dec"], "weight": ref["weight"]}), {}
-    # A store catalog: the same query again, its rows' hash compared.
-    from aligner import refcat as refcats
-
-    from .. import errors
-
-    try:
-        again = refcats.resolve(query["name"], center=(query["ra"], query["dec"]), radius=query["radius_deg"],
-                                epoch=query["epoch"], observer=None if query.get("observer_au") is None else
-                                np.asarray(query["observer_au"]), store=store,
-                                centroid_error_mas=query.get("centroid_error_mas", refcats.DEFAULT_CENTROID_ERROR_MAS))
-    except errors.AstrodbError as exc:
-        report.fail(f"the reference catalog cannot be queried again: {exc}")
-        return None, {}
-    except Exception as exc:  # aligner.CatalogError: the catalog was dropped
-        report.fail(f"the reference catalog cannot be queried again: {exc}")
-        return None, {}
-    if again.checksum() == run["ref_sha256"]:
-        report.lines.append(f"reference {run['ref_source']}: the same {len(again.ra)} rows as recorded (sha256 match)")
-    else:
-        then = {h: p for p, h in (run["ref_files"] or [])}
-        with store.engine.connect() as conn:
-            from ..store.schema import catalogs, source_files
-            now_rows = conn.execute(sa.select(source_files.c.path, source_files.c.sha256)
-                                    .join(catalogs, catalogs.c.id == source_files.c.catalog_id)
-                                    .where(catalogs.c.name == query["catalog"])).all()
-        now = {h: p for p, h in now_rows}
-        added = [now[h] for h in now if h not in then]
-        removed = [then[h] for h in then if h not in now]
-        why = []
-        if added:
-            why.append(f"files ingested since: {', '.join(added[:5])}")
-        if removed:
-            why.append(f"files recorded then but no longer in the catalog: {', '.join(removed[:5])}")
-        report.fail(f"reference rows changed: {run['ref_rows']} rows then, {len(again.ra)} now "
-                    f"(sha256 {run['ref_sha256'][:12]}… then, {again.checksum()[:12]}… now)"
-                    + ("; " + "; ".join(why) if why else "; the catalog was re-ingested or its rows changed"))
-    return query["name"], {"epoch": query["epoch"], "observer": query.get("observer_au"), "store": store}
-
-
 def verify_run(store, run_id: str, *, tolerance_uas: float = 1.0) -> VerifyReport:
     """Re-run a recorded alignment and compare its outcome with the record.
 
@@ -168,59 +84,17 @@ def verify_run(store, run_id: str, *, tolerance_uas: float = 1.0) -> VerifyRepor
         The run's UUID or a unique prefix of it.
     tolerance_uas : float
         Largest accepted difference between a recomputed and a recorded WCS (micro-arcsec).
+
+    Returns
+    -------
+    VerifyReport
+
+    Raises
+    ------
+    astrodb.provenance.plugins.NoAlignerError
+        No aligner is installed to re-run it.
+    astrodb.QueryError
+        Unknown or ambiguous run id.
     """
-    import aligner
-
-    run, rows = _load(store, run_id)
-    report = VerifyReport(run["run_id"])
-    unreadable = [r["name"] for r in rows if r["input_wcs"] is None or r["input_wcs"].startswith(b"not serializable")]
-    if unreadable:
-        report.fail(f"input WCS of {', '.join(unreadable)} was not recorded: cannot re-run")
-        return report
-    correctors = [_corrector(r) for r in rows]
-    params = dict(run["parameters"] or {})
-    if run["step"] == "relative":
-        func = aligner.relative_align
-        args = ()
-    else:
-        func = aligner.absolute_align
-        refcat, extra = _reference(store, run, report)
-        if refcat is None:
-            return report
-        params.update(save_abs_catalog=False, abs_catalog_output_dir=None, abs_refcat=refcat)
-        args = ()
-    accepted = inspect.signature(func).parameters
-    kwargs = {k: v for k, v in params.items()
-              if k in accepted and k not in ("correctors", "ref_wcs", "ref_wcsinfo", "store")}
-    if run["step"] == "absolute":
-        kwargs.update(extra)  # a store reference: the same store, epoch and observer as recorded
-    kwargs["provenance"] = False
-    error = None
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        try:
-            func(correctors, *args, **kwargs)
-        except Exception as exc:  # noqa: BLE001 - a recorded failure should fail again
-            error = exc
-    if run["status"] == "failed" and error is None and run["message"]:
-        report.fail(f"the run failed then ({run['message']}) but succeeds now")
-    from aligner.provenance import deserialize_wcs
-
-    for row, c in zip(rows, correctors):
-        res = c.meta.get("fit_result")
-        status = res.status if res is not None and res.step == run["step"] else (
-            "FAILED: " + str(error) if error is not None else "FAILED: not reached")
-        same_kind = status.split(":")[0] == row["status"].split(":")[0]
-        if not same_kind or (status.startswith("FAILED") and status[:300] != row["status"]):
-            report.fail(f"{row['name']}: status {status[:120]!r} now, {row['status'][:120]!r} then")
-            continue
-        if row["output_wcs"] is None:
-            report.lines.append(f"{row['name']}: {row['status'][:80]} (as recorded)")
-            continue
-        d = _difference_uas(c.wcs, deserialize_wcs(row["wcs_kind"], row["output_wcs"]), c)
-        report.max_difference_uas = max(report.max_difference_uas, d)
-        if d > tolerance_uas:
-            report.fail(f"{row['name']}: corrected WCS differs by {d:.3g} µas (> {tolerance_uas:g})")
-        else:
-            report.lines.append(f"{row['name']}: {row['status']}, corrected WCS within {d:.3g} µas")
-    return report
+    verifier = plugins.load(plugins.VERIFIERS, "re-running a recorded alignment")
+    return verifier.verify_run(store, run_id, tolerance_uas=tolerance_uas)

@@ -83,7 +83,7 @@ class Service:
         # close overflow connections on every request (a PostgreSQL backend start each).
         threads = min(settings.threads, max(1, store.engine.pool.size()))
         return cls(settings, store, limiter=anyio.CapacityLimiter(threads),
-                   heavy=lanes.HeavyLane(settings))
+                   heavy=lanes.HeavyLane(settings, cls.open))
 
     async def run(self, fn, *args, **kwargs):
         """``fn(*args, **kwargs)`` in a worker thread (the Store is synchronous)."""

@@ -75,16 +75,15 @@ def bounded(fn: Callable[..., Any], limit: float, until: float, *args) -> Any:
         _request.deadline = None
 
 
-def _start(settings) -> None:
-    """The heavy lane's process: lower its priority, open its own read-only store, end with its worker."""
+def _start(settings, open_service: Callable) -> None:
+    """The heavy lane's process: lower its priority, open its own service, end with its worker."""
     global _service
     try:
         os.nice(HEAVY_NICE)
     except OSError as exc:      # pragma: no cover - a sandbox may forbid it; the lane still works
         log.warning("cannot lower the heavy lane's CPU priority: %s", exc)
     threading.Thread(target=_exit_with, args=(os.getppid(),), name="astrodb-heavy-watch", daemon=True).start()
-    from .core import Service   # here, not at import: core uses this module
-    _service = Service.open(settings)
+    _service = open_service(settings)
 
 
 def _exit_with(parent: int) -> None:
@@ -101,18 +100,21 @@ def _run_here(fn: Callable[..., Any], limit: float, until: float, *args) -> Any:
 class HeavyLane:
     """A low-priority process for the large queries of a worker process, and the few that wait for it.
 
-    The process starts with the first large request and opens its own read-only store; it runs
-    ``fn(service, *args)`` with its own :class:`~astrodb.service.core.Service`, so ``fn`` and its
-    arguments must be picklable (module-level functions, plain values, regions).
+    The process starts with the first large request and opens its own service
+    (``open_service(settings)``: a read-only store); it runs ``fn(service, *args)`` with it, so
+    ``fn`` and its arguments must be picklable (module-level functions, plain values, regions).
 
     Parameters
     ----------
     settings : Settings
         The service's settings (the process opens the store with them).
+    open_service : callable
+        ``open_service(settings)`` gives the process its service; picklable (e.g. ``Service.open``).
     """
 
-    def __init__(self, settings) -> None:
+    def __init__(self, settings, open_service: Callable) -> None:
         self.settings = settings
+        self.open_service = open_service
         self.queue = settings.heavy_queue
         self.held = 0
         self._pool: ProcessPoolExecutor | None = None
@@ -124,7 +126,7 @@ class HeavyLane:
             raise Busy(self.queue)
         if self._pool is None:
             self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=_start, initargs=(self.settings,))
+                                             initializer=_start, initargs=(self.settings, self.open_service))
         self.held += 1
         try:
             return await asyncio.get_running_loop().run_in_executor(

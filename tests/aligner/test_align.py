@@ -12,7 +12,7 @@ from astropy.table import Table
 
 import aligner
 from aligner import AlignmentError, AlignmentWarning, ParameterError
-from aligner_synth import (absolute_error_mas, make_correctors, make_scene, make_sparse_scene, relative_error_mas,
+from tests.support.aligner_synth import (absolute_error_mas, make_correctors, make_scene, make_sparse_scene, relative_error_mas,
                            wcs_error_mas)
 
 

@@ -22,7 +22,7 @@ from astropy.time import Time
 import aligner
 from aligner import cli
 from aligner.correctors import read_wcs
-from aligner_synth import make_scene, relative_error_mas, wcs_error_mas
+from tests.support.aligner_synth import make_scene, relative_error_mas, wcs_error_mas
 
 
 class _Tty(io.StringIO):

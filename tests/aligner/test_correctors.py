@@ -16,7 +16,7 @@ from tweakwcs.correctors import FITSWCSCorrector, JWSTWCSCorrector
 import aligner
 from aligner import CatalogError, ParameterError, make_corrector, write_wcs
 from aligner.correctors import read_wcs, wcs_kind
-from aligner_synth import make_scene, wcs_error_mas
+from tests.support.aligner_synth import make_scene, wcs_error_mas
 
 
 @pytest.fixture(scope="module")

@@ -50,7 +50,7 @@ def test_concurrent_blocks_unfreeze_when_the_last_ends():
 
 def test_the_aligner_runs_with_the_older_objects_frozen_and_leaves_nothing_frozen(monkeypatch):
     import aligner
-    from aligner_synth import make_correctors, make_scene
+    from tests.support.aligner_synth import make_correctors, make_scene
 
     during = []
     for module in _steps():

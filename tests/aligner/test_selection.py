@@ -9,7 +9,7 @@ from astropy.table import Table
 import aligner
 from aligner import CatalogError, ParameterError
 from aligner.selection import brightest_sources, check, reference_stars
-from aligner_synth import absolute_error_mas, make_correctors, make_scene
+from tests.support.aligner_synth import absolute_error_mas, make_correctors, make_scene
 
 
 def test_brightest_sources_by_flux_without_a_flux_last():

@@ -9,7 +9,7 @@ from astropy.table import Table
 
 import aligner
 from aligner import AlignmentWarning, CatalogError
-from aligner_synth import absolute_error_mas, make_correctors, make_scene
+from tests.support.aligner_synth import absolute_error_mas, make_correctors, make_scene
 
 OBS, GAP = 2024.5, 8.5
 

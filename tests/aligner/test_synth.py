@@ -1,4 +1,4 @@
-"""The synthetic alignment scenes (tests/aligner_synth.py): truth, injected errors, noise,
+"""The synthetic alignment scenes (tests/support/aligner_synth.py): truth, injected errors, noise,
 reference catalog epochs, tweakwcs compatibility and the accuracy metrics."""
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import warnings
 import numpy as np
 import pytest
 
-import aligner_synth as synth
-from aligner_synth import (absolute_error_mas, make_correctors, make_scene, reference_at_epoch,
+import tests.support.aligner_synth as synth
+from tests.support.aligner_synth import (absolute_error_mas, make_correctors, make_scene, reference_at_epoch,
                            relative_error_mas, wcs_error_mas)
 
 KINDS = ("fits", "gwcs")

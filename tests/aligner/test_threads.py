@@ -46,7 +46,7 @@ def test_alignment_is_the_same_on_one_thread_and_many(monkeypatch):
 
     import aligner
     import aligner.runtime.threads
-    from aligner_synth import make_correctors, make_scene, reference_at_epoch
+    from tests.support.aligner_synth import make_correctors, make_scene, reference_at_epoch
 
     scene = make_scene(6, 1500, "fits", seed=11)
     ref = reference_at_epoch(scene)
@@ -114,7 +114,7 @@ def test_single_threaded_blas_limits_every_blas_and_restores_them():
 
 def test_alignment_runs_with_one_blas_thread(monkeypatch):
     import aligner
-    from aligner_synth import make_correctors, make_scene, reference_at_epoch
+    from tests.support.aligner_synth import make_correctors, make_scene, reference_at_epoch
 
     seen = []
     _spy_on_joint_fit(monkeypatch, lambda: seen.append(_blas_threads()))
@@ -141,11 +141,3 @@ def _spy_on_joint_fit(monkeypatch, probe) -> None:
             return _real(*args, **kwargs)
 
         monkeypatch.setattr(module, "joint_fit", spy)
-
-
-def test_the_former_module_path_gives_the_same_functions():
-    import aligner.runtime.threads as runtime
-    import aligner.threads as former
-
-    for name in ("thread_map", "in_background", "single_threaded_blas"):
-        assert getattr(former, name) is getattr(runtime, name)

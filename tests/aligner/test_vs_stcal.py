@@ -7,7 +7,7 @@ import warnings
 import pytest
 
 import aligner
-from aligner_synth import absolute_error_mas, make_correctors, make_scene, wcs_error_mas
+from tests.support.aligner_synth import absolute_error_mas, make_correctors, make_scene, wcs_error_mas
 
 tweakreg = pytest.importorskip("stcal.tweakreg.tweakreg", reason="stcal (test extra) not installed")
 

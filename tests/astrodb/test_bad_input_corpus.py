@@ -16,7 +16,7 @@ from astropy.table import Table
 
 import astrodb
 from astrodb.cli import main as cli
-from gaia_fixtures import write_dr2_partition, write_dr3_partition
+from tests.support.gaia_fixtures import write_dr2_partition, write_dr3_partition
 
 TABLES = ("catalogs", "source_files", "sources")
 

@@ -12,7 +12,7 @@ from astropy.table import Table
 from astropy.wcs import WCS
 
 from astrodb.cli.main import main
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 
 def run(capsys, *args) -> tuple[int, str, str]:

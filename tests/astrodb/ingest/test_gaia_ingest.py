@@ -17,7 +17,7 @@ from astrodb import epoch as epochs
 from astrodb.ingest.gaia_reader import read_gaia_file
 from astrodb.query.regions import separation_deg
 from astrodb.store.schema import catalogs, source_files, sources
-import gaia_fixtures as gf
+import tests.support.gaia_fixtures as gf
 
 
 def _counts(store, name):

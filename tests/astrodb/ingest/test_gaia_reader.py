@@ -13,7 +13,7 @@ from astrodb.errors import IngestError
 from astrodb.ingest import gaia_reader
 from astrodb.ingest.gaia_reader import (CORR_COLUMNS, GAIA_COLUMNS, RELEASE_EPOCHS, STORE_COLUMNS, GaiaRows,
                                         read_gaia_file, required_columns, verify_md5)
-import gaia_fixtures as gf
+import tests.support.gaia_fixtures as gf
 
 FLOATS = ("ra", "dec", "ra_error", "dec_error", "pmra", "pmra_error", "pmdec", "pmdec_error",
           "parallax", "parallax_error", *CORR_COLUMNS)

@@ -20,7 +20,7 @@ from astrodb.ingest.gaia import expand_paths
 from astrodb.ingest.gaia_reader import CORR_COLUMNS
 from astrodb.query.regions import separation_deg
 from astrodb.store.schema import catalogs, source_files, sources
-import gaia_fixtures as gf
+import tests.support.gaia_fixtures as gf
 
 _VALUES = ("ra", "dec", "ra_error", "dec_error", "pmra", "pmra_error", "pmdec", "pmdec_error", "parallax",
            "parallax_error", "radial_velocity", "radial_velocity_error", *CORR_COLUMNS)

@@ -11,7 +11,7 @@ from astropy.time import Time
 
 import astrodb
 from astrodb.store.schema import catalogs, source_files, sources
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 
 def _counts(store):

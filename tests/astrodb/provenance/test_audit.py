@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 import aligner
-from aligner_synth import make_correctors, make_scene
+from tests.support.aligner_synth import make_correctors, make_scene
 from astrodb import provenance
 from astrodb.cli.main import main
 from astrodb.errors import QueryError

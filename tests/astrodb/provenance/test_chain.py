@@ -19,7 +19,7 @@ from astropy.table import Table
 
 import aligner
 import astrodb
-from aligner_synth import make_correctors, make_scene
+from tests.support.aligner_synth import make_correctors, make_scene
 from astrodb import provenance
 from astrodb.cli.main import main
 from astrodb.provenance import chain

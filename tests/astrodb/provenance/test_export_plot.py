@@ -10,7 +10,7 @@ import pytest
 from astropy.table import Table
 
 import aligner
-from aligner_synth import make_correctors, make_scene
+from tests.support.aligner_synth import make_correctors, make_scene
 from astrodb import provenance
 from astrodb.cli.main import main
 from astrodb.errors import QueryError

@@ -5,8 +5,8 @@ import pytest
 import sqlalchemy as sa
 
 import aligner
-from aligner.provenance import deserialize_wcs, npz_load
-from aligner_synth import make_correctors, make_scene, wcs_error_mas
+from astrodb.provenance import deserialize_wcs, npz_load
+from tests.support.aligner_synth import make_correctors, make_scene, wcs_error_mas
 from astrodb.store.schema import prov_images, prov_runs
 
 

@@ -7,7 +7,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 import aligner
-from aligner_synth import make_correctors, make_scene
+from tests.support.aligner_synth import make_correctors, make_scene
 from astrodb.provenance.verify import verify_run
 from astrodb.store.schema import prov_runs
 

@@ -8,7 +8,7 @@ import pytest
 from astrodb.errors import CatalogNotFoundError, QueryError
 from astrodb.query.columns import SourceColumns
 from astrodb.query.regions import Cone, Polygon
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 CENTER = (150.0, 2.0)
 

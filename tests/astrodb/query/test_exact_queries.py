@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 
 from astrodb import QueryError, epoch as epochs
 from astrodb.query.regions import Polygon, separation_deg, unit_vectors
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 PATCHES = [(0.0, 0.0, 180.0, 4000, 0), (0.0, 89.7, 1.0, 600, 20), (123.0, -89.5, 1.0, 600, 20),
            (359.9, 10.0, 2.0, 1500, 20), (269.45, 4.69, 0.5, 800, 40)]

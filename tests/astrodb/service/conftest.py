@@ -5,7 +5,7 @@ import pytest
 
 import astrodb
 from service_fixtures import gaia_table, make_client, record_runs
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 
 @pytest.fixture(scope="session")

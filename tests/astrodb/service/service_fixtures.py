@@ -9,7 +9,7 @@ import numpy as np
 import astropy.units as u
 
 from astrodb.store.schema import prov_images, prov_runs
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 with warnings.catch_warnings():
     warnings.simplefilter("ignore")
@@ -34,9 +34,9 @@ def gaia_table(n=3000, seed=1):
 
 
 def record_runs(store) -> None:
-    """Two runs as aligner.provenance records them (blobs: npz rows and matches, FITS header text)."""
+    """Two runs as the aligner records them (blobs: npz rows and matches, FITS header text)."""
     from astropy.wcs import WCS
-    from aligner.provenance import npz_bytes
+    from astrodb.provenance import npz_bytes
     w = WCS(naxis=2)
     w.wcs.ctype = ["RA---TAN", "DEC--TAN"]
     w.wcs.crval = CENTER

@@ -18,7 +18,7 @@ import pytest
 
 import astrodb
 from service_fixtures import PG_ADMIN, make_client
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 
 DOCS = Path(__file__).resolve().parents[3] / "docs" / "service.md"

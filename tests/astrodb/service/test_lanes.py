@@ -12,7 +12,7 @@ import time
 import pytest
 
 from astrodb.service import lanes
-from astrodb.service.core import open_read_only_store
+from astrodb.service.core import Service, open_read_only_store
 from astrodb.service.errors import Busy, TooSlow, call_store
 from astrodb.service.settings import Settings
 from service_fixtures import make_client
@@ -39,7 +39,7 @@ def _where(svc, release: str):
 
 
 def test_heavy_lane_is_a_lower_priority_process_and_bounded(served, backend, tmp_path):
-    lane = lanes.HeavyLane(Settings(store_url=served[0], heavy_queue=2))
+    lane = lanes.HeavyLane(Settings(store_url=served[0], heavy_queue=2), Service.open)
     release = str(tmp_path / "go")
 
     async def main():
@@ -143,10 +143,11 @@ def _pid(svc):
 _ORPHAN = """
 import asyncio, sys, time
 sys.path[:0] = {path!r}
+from astrodb.service.core import Service
 from astrodb.service.lanes import HeavyLane
 from astrodb.service.settings import Settings
 import test_lanes
-lane = HeavyLane(Settings(store_url={url!r}))
+lane = HeavyLane(Settings(store_url={url!r}), Service.open)
 print(asyncio.run(lane.run(test_lanes._pid, 60.0, time.monotonic() + 60)), flush=True)
 time.sleep(60)
 """

@@ -21,7 +21,7 @@ from astropy.table import Table, vstack
 
 from astrodb import QueryError, epoch as epochs
 from astrodb.query.regions import separation_deg
-from synth import gaia_like
+from tests.support.synth import gaia_like
 
 MAS = 1.0 / 3.6e6  # deg
 TOL_MAS = 0.01

@@ -38,7 +38,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 #: The real Gaia DR3 rows shipped with the tests (tests/data/README.md says where they come from).
-GAIA_DATA = Path(__file__).resolve().parent / "data" / "gaia_dr3"
+GAIA_DATA = Path(__file__).resolve().parents[1] / "data" / "gaia_dr3"
 
 REF_EPOCH_TEXT = {"dr1": "2015.0", "dr2": "2015.5", "edr3": "2016.0", "dr3": "2016.0"}
 SOLUTION_ID = {"dr1": "1635378410781933568", "dr2": "1635721458409799680",

@@ -1,0 +1,1 @@
+"""The project's tests (a package, so that benchmarks import its support modules from the repository root)."""
