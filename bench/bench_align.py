@@ -85,7 +85,7 @@ ROOT = Path(__file__).resolve().parents[1]
 # The repository first (the packages, and tests.support), then the benchmarks' shared helpers.
 sys.path[:0] = [str(ROOT), str(ROOT / "bench")]
 
-from bench_store import code_version, command_line  # noqa: E402
+from bench_store import code_version, command_line, without_machine_paths  # noqa: E402
 
 import numpy as np  # noqa: E402
 from astropy.table import Table  # noqa: E402
@@ -523,9 +523,7 @@ def profile_rows(text: str, top: int = 10) -> list[tuple[str, str, str, str]]:
     for line in text.splitlines():
         parts = line.split(None, 5)
         if len(parts) == 6 and re.fullmatch(r"[\d/]+", parts[0]) and re.fullmatch(r"[\d.]+", parts[1]):
-            where = parts[5]
-            where = re.sub(r"^.*site-packages/", "", where)
-            where = where.replace(str(ROOT) + "/", "")
+            where = without_machine_paths(parts[5])
             rows.append((parts[0], parts[1], parts[3], where))
     return rows[:top]
 
