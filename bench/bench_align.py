@@ -462,7 +462,10 @@ class Stages:
                     self._patch(M, name, self._top(label, M.__dict__[name]))
         try:
             import aligner.provenance as P
+            import aligner.wcs_serializer as S
             self._patch(P, "serialize_wcs", self._nested("provenance.serialize_wcs", P.serialize_wcs))
+            # gwcs the worker process has not answered yet are serialized by the caller, here.
+            self._patch(S, "serialize_wcs", self._nested("provenance.serialize_wcs", S.serialize_wcs))
             if hasattr(P.Recorder, "capture_inputs"):
                 self._patch(P.Recorder, "capture_inputs", self._top(self.CAPTURE, P.Recorder.capture_inputs))
         except ImportError:
