@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from astrodb.config import ENV_URL
+from astrodb.gaia_names import store_catalog
 
 from .align import absolute_align, relative_align
 from .epochs import epoch_runs
@@ -381,7 +382,7 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
 
             store = _open_store(args)
             name = args.abs_refcat.strip()
-            catalog = refcats.GAIA_NAMES.get(name.upper(), name)
+            catalog = store_catalog(name) or name
             try:
                 store.catalog(catalog)
             except astrodb.CatalogNotFoundError:

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 import numpy as np
 from astropy.table import Table
 
-from astrodb.gaia_names import GAIA_NAMES  # stcal's Gaia names, as the store resolves them
+from astrodb.gaia_names import GAIA_NAMES, store_catalog  # stcal's Gaia names, as the store resolves them
 
 from .catalogs import read_table, reference_sources
 from .errors import CatalogError, ParameterError
@@ -48,7 +48,7 @@ class Reference:
 
 def is_store_name(abs_refcat) -> bool:
     """True for the Gaia release names (GAIADR1/2/3, GAIAREFCAT, GAIADR3_S3)."""
-    return isinstance(abs_refcat, str) and abs_refcat.strip().upper() in GAIA_NAMES
+    return isinstance(abs_refcat, str) and store_catalog(abs_refcat) is not None
 
 
 def from_store(abs_refcat) -> bool:
@@ -68,7 +68,7 @@ def resolve(abs_refcat, *, center: tuple[float, float], radius: float, epoch: fl
     A string is, in this order: a Gaia release name, an existing file, a catalog of the store.
     """
     if is_store_name(abs_refcat):
-        return _from_store(GAIA_NAMES[abs_refcat.strip().upper()], abs_refcat.strip().upper(), center, radius,
+        return _from_store(store_catalog(abs_refcat), abs_refcat.strip().upper(), center, radius,
                            epoch, observer, store, centroid_error_mas)
     if from_store(abs_refcat):
         return _from_store(abs_refcat.strip(), None, center, radius, epoch, observer, store, centroid_error_mas)

@@ -27,7 +27,6 @@ import asyncio
 import datetime as dt
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -38,7 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 sys.path.insert(0, str(HERE.parent))
 
-from bench_service import BenchStore, pct, random_centres, start_server  # noqa: E402
+from bench_service import BenchStore, pct, random_centres, start_server, stop_server  # noqa: E402
 from bench_store import code_version, command_line, gaia_like_sky, log, machine_info  # noqa: E402
 
 OUT = HERE / "out" / "heavy.md"
@@ -160,12 +159,7 @@ def main(argv=None) -> None:
                 f"{len(mixed['small']['lat']) / mixed['small']['wall']:.0f} req/s "
                 f"(p99 {pct(mixed['small']['lat'], 99):.1f} ms), heavy {len(mixed['heavy']['lat'])} done")
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
         if not args.url:
             bs.cleanup()
 

@@ -148,6 +148,17 @@ def start_server(url: str, args) -> tuple[subprocess.Popen, int]:
     raise SystemExit(f"server did not start; see {HERE / 'out' / 'service_server.log'}")
 
 
+def stop_server(proc: subprocess.Popen | None) -> None:
+    """SIGTERM (uvicorn finishes the requests in flight), then SIGKILL after 15 s."""
+    if proc is None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(15)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+
+
 def process_tree_cpu(root_pid: int) -> float:
     """utime + stime (s) of a process and its descendants (alive ones)."""
     tick = os.sysconf("SC_CLK_TCK")
@@ -330,12 +341,7 @@ def main(argv=None) -> None:
         res = asyncio.run(load(port, paths, args.clients, args.warmup, args.duration, args.endpoint))
         cpu1 = (process_tree_cpu(proc.pid), postgres_cpu(), time.process_time())
     finally:
-        if proc is not None:
-            proc.terminate()
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        stop_server(proc)
         if not args.url:
             bs.cleanup()
 
