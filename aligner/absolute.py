@@ -88,7 +88,7 @@ def align_absolute(correctors: Sequence, abs_refcat, p: AbsoluteParameters, *, e
     if fitted is not None:
         _final_checks(groups, free, links, fitted, status, p)
     used = {"source": ref.source, "query": ref.query, "rows": int(len(refpts.rows)), "sha256": ref.checksum()}
-    return finish(groups, links, fitted, status, p.abs_fitgeometry, "absolute", plane, rec, reference=used)
+    return finish(groups, links, fitted, status, p.abs_fitgeometry, "absolute", plane, reference=used)
 
 
 @dataclass

@@ -471,6 +471,43 @@ def make_corrector(wcs, catalog, *, group_id=None, name=None, epoch=None, wcsinf
     return corr
 
 
+def apply_correction(wcs, correction: dict):
+    """A recorded tangent-plane correction applied to the WCS it corrects, as the fit applied it.
+
+    Parameters
+    ----------
+    wcs : gwcs.WCS
+        The WCS the correction was made for (it is changed in place).
+    correction : dict
+        A parsed correction document (:mod:`astrodb.provenance.corrections`): ``method``
+        ``'tweakwcs-tangent-plane'``, ``wcsinfo``, ``tangent_point``, ``matrix``, ``shift``.
+
+    Returns
+    -------
+    gwcs.WCS
+        The corrected WCS (tweakwcs' ``JWSTWCSCorrector.set_correction`` with the fit's plane as
+        ``ref_tpwcs``, exactly what :func:`aligner.outcome.apply` does).
+
+    Raises
+    ------
+    ValueError
+        A method this aligner does not know.
+    """
+    from astrodb.provenance.corrections import TANGENT_PLANE
+    from tweakwcs.correctors import JWSTWCSCorrector
+
+    from .plane import TangentPlane
+
+    if correction.get("method") != TANGENT_PLANE:
+        raise ValueError(f"recorded WCS correction by method {correction.get('method')!r}: this aligner "
+                         f"applies {TANGENT_PLANE!r}")
+    corrector = JWSTWCSCorrector(wcs, correction["wcsinfo"])
+    corrector.set_correction(matrix=np.asarray(correction["matrix"], float),
+                             shift=np.asarray(correction["shift"], float),
+                             ref_tpwcs=TangentPlane(*correction["tangent_point"]).corrector())
+    return corrector.wcs
+
+
 def _check_epoch(epoch, what: str) -> None:
     from astrodb.epoch import to_julian_year
 

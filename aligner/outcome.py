@@ -117,10 +117,8 @@ def group_results(groups: list[Group], links: Links, fitted, status: dict[int, s
     return out
 
 
-def apply(groups: list[Group], results: dict[int, list[FitResult]], plane: TangentPlane, rec=None
-          ) -> list[FitResult]:
-    """Correct the WCS of every image of the successful groups; store results on each corrector;
-    hand each corrected WCS to the provenance recorder ``rec`` (if any) as soon as it exists.
+def apply(groups: list[Group], results: dict[int, list[FitResult]], plane: TangentPlane) -> list[FitResult]:
+    """Correct the WCS of every image of the successful groups; store results on each corrector.
 
     Returns the results in the images' order."""
     flat = []
@@ -130,8 +128,6 @@ def apply(groups: list[Group], results: dict[int, list[FitResult]], plane: Tange
             if r.status == SUCCESS:
                 im.corrector.set_correction(matrix=r.matrix, shift=r.shift, ref_tpwcs=ref_tp,
                                             meta={"fit_info": r.fit_info(), "fit_result": r})
-                if rec is not None:
-                    rec.corrected(im.index, im.corrector)
             else:
                 im.corrector.meta["fit_info"] = r.fit_info()
                 im.corrector.meta["fit_result"] = r
@@ -151,7 +147,7 @@ def report_failures(results: list[FitResult], step: str) -> None:
 
 
 def finish(groups: list[Group], links: Links, fitted, status: dict[int, str], fitgeometry: str, step: str,
-           plane: TangentPlane, rec=None, reference: dict | None = None) -> list[FitResult]:
+           plane: TangentPlane, reference: dict | None = None) -> list[FitResult]:
     """The step's ending: results per image (with ``reference``, the reference catalog used, on
     each), the WCSs of the successful groups corrected, failures raised or warned about.
 
@@ -170,7 +166,7 @@ def finish(groups: list[Group], links: Links, fitted, status: dict[int, str], fi
         for rs in res.values():
             for r in rs:
                 r.reference = dict(reference)
-    results = apply(groups, res, plane, rec)
+    results = apply(groups, res, plane)
     report_failures(results, step)
     return results
 

@@ -6,17 +6,28 @@ and output WCS, the reference catalog (its source, query and a hash of the rows 
 fit (geometry, matrix, residuals, matched pairs, status). :meth:`Recorder.write` describes the
 run as an :class:`astrodb.provenance.record.RunRecord` and hands it to the store, which owns the
 record's format, inserts it and chains it.
+
+An aligned gwcs is recorded as a correction of its input (:mod:`astrodb.provenance.corrections`:
+the fit's plane, matrix and shift, which :func:`aligner.correctors.apply_correction` applies):
+an ASDF document of it would cost asdf's validation again, the record's largest cost. A run
+whose input gwcs is, unchanged, the output of an earlier run recorded in the same store by this
+process records that correction as its input too (same bytes, same WCS in the audit's lineage).
 """
 from __future__ import annotations
 
+import hashlib
 import os
+import pickle
 import platform
 import sys
+import threading
 import uuid
+import weakref
 from datetime import datetime, timezone
 from importlib import metadata as importlib_metadata
 
 from astrodb.ingest.table_reader import sha256_file
+from astrodb.provenance.corrections import correction_document
 from astrodb.provenance.record import (ImageRecord, ReferenceRecord, RunRecord, arrays_sha256, catalog_blob,
                                        jsonable, matches_blob, record_run, reference_blob, unserializable)
 from astrodb.provenance.wcs_bytes import serialize_wcs, wcs_kind
@@ -77,7 +88,6 @@ class Recorder:
         self.store = store
         self.correctors = correctors
         self.inputs: list[tuple[str, wcs_serializer.Serialized]] | None = None
-        self._outputs: dict[int, wcs_serializer.Serialized] = {}
         if capture:
             self.capture_inputs()
         self.images = None
@@ -88,18 +98,13 @@ class Recorder:
         """Serialize the input WCSs (once): before any correction is applied, which the caller
         ensures when it asks for ``capture=False`` (the absolute step captures them while the
         database works on its reference query; :meth:`write` captures them if the run failed
-        before). A gwcs goes to the worker process when it is ready (:mod:`.wcs_serializer`)."""
+        before). A gwcs that an earlier recorded run left unchanged is recorded as that run's
+        output (:func:`_earlier_output`); another goes to the worker process when it is ready
+        (:mod:`.wcs_serializer`)."""
         if self.inputs is not None:
             return
-        self.inputs = [(wcs_kind(c.wcs), wcs_serializer.submit(c.wcs) or _serialized_here(c.wcs))
-                       for c in self.correctors]
-
-    def corrected(self, index: int, corrector) -> None:
-        """Corrector ``index`` has its output WCS: when the worker process is ready, it
-        serializes it now, while the run goes on; else :meth:`write` does."""
-        out = wcs_serializer.submit(corrector.wcs)
-        if out is not None:
-            self._outputs[index] = out
+        self.inputs = [(wcs_kind(c.wcs), _earlier_output(c.wcs, self.store) or wcs_serializer.submit(c.wcs)
+                        or _serialized_here(c.wcs)) for c in self.correctors]
 
     def set_images(self, images) -> None:
         """The images' sources as the run uses them; their record (the rows used, and the
@@ -138,10 +143,9 @@ class Recorder:
             lambda r: None if r is None else matches_blob(r.matched_input_idx, r.matched_ref_idx,
                                                           r.matched_ref_image), reached))
         image_blobs = self._image_blobs.result() if self._image_blobs is not None else {}
-        # What the worker has not serialized yet, this thread does (in the order they were
-        # sent: the inputs, then the outputs).
-        wcs_serializer.gather([s for _, s in self.inputs] + list(self._outputs.values()))
-        records = []
+        # What the worker has not serialized yet, this thread does.
+        wcs_serializer.gather([s for _, s in self.inputs])
+        records, derived = [], []
         for i, c in enumerate(self.correctors):
             r = reached[i]
             im = images.get(i)
@@ -156,8 +160,9 @@ class Recorder:
             # The reference image of a relative run keeps its WCS: recorded as its output too.
             output_wcs = None
             if fitted:
-                out = self._outputs.get(i)
-                output_wcs = out.result() if out is not None else serialize_wcs(c.wcs)
+                output_wcs = self._output(i, c, r, kind, input_wcs)
+                if kind == "gwcs":
+                    derived.append((c.wcs, output_wcs))
             rec = ImageRecord(
                 name=str(c.meta.get("name") or f"image {i}"), wcs_kind=kind, input_wcs=input_wcs,
                 status=r.status if r is not None else ("FAILED: " + str(error) if error else "FAILED: not reached"),
@@ -182,9 +187,24 @@ class Recorder:
                         images=records, n_aligned=n_aligned, reference=self._reference(),
                         message=None if error is None else f"{type(error).__name__}: {error}")
         record_run(self.store, run)
+        _remember_outputs(derived, self.store)
         if any(kind == "gwcs" for kind, _ in self.inputs):
             wcs_serializer.start()  # for the next recorded run, if it is not running
         return self.run_id
+
+    def _output(self, i: int, corrector, result, kind: str, input_wcs: bytes) -> bytes:
+        """The record's bytes of image ``i``'s WCS after the run: for an aligned gwcs, the fit's
+        correction of its recorded input; for the reference image of a relative run, which
+        keeps its WCS, its input bytes; else (or when the input could not be recorded) the WCS."""
+        recorded = not input_wcs.startswith(b"not serializable")
+        if result.status != "SUCCESS" and recorded:
+            return input_wcs
+        info = getattr(corrector, "ref_angles", None)
+        if kind == "gwcs" and info and recorded:
+            return correction_document(self.run_id, i, hashlib.sha256(input_wcs).hexdigest(), wcsinfo=info,
+                                       tangent_point=result.plane_center, matrix=result.matrix,
+                                       shift=result.shift)
+        return serialize_wcs(corrector.wcs)
 
     def _reference(self) -> ReferenceRecord | None:
         """The reference the absolute step used (:class:`aligner.refcat.Reference`), as recorded."""
@@ -195,3 +215,53 @@ class Recorder:
         return ReferenceRecord(kind=kind, source=ref.source, query=ref.query, rows=len(ref.ra),
                                sha256=ref.checksum(), catalog=ref.query.get("catalog"),
                                data=None if kind == "store" else reference_blob(ref.ra, ref.dec, ref.weight))
+
+
+# --- outputs of recorded runs, for the next run's inputs ---------------------------------------
+
+_outputs_lock = threading.Lock()
+#: id(gwcs) -> (weak reference, store, sha256 of its pickle then, the recorded correction).
+_outputs: dict[int, tuple] = {}
+
+
+def _store_key(store) -> str:
+    return str(getattr(store, "url", store))
+
+
+def _fingerprint(wcs) -> bytes | None:
+    """sha256 of the WCS' whole state (its pickle): equal only while nothing in it changed."""
+    try:
+        return hashlib.sha256(pickle.dumps(wcs, protocol=pickle.HIGHEST_PROTOCOL)).digest()
+    except Exception:  # noqa: BLE001 - not picklable: never taken for an earlier output
+        return None
+
+
+def _remember_outputs(derived: list[tuple], store) -> None:
+    """The gwcs a run left, with the bytes it recorded for them."""
+    key = _store_key(store)
+    for wcs, data in derived:
+        fp = _fingerprint(wcs)
+        if fp is None:
+            continue
+        ident = id(wcs)
+        with _outputs_lock:
+            _outputs[ident] = (weakref.ref(wcs, lambda _, ident=ident: _forget(ident)), key, fp, data)
+
+
+def _forget(ident: int) -> None:
+    with _outputs_lock:
+        entry = _outputs.get(ident)
+        if entry is not None and entry[0]() is None:
+            del _outputs[ident]
+
+
+def _earlier_output(wcs, store) -> wcs_serializer.Serialized | None:
+    """The recorded bytes of ``wcs`` when an earlier run recorded it, in the same store, as its
+    output and it has not changed since (the same pickle); else None."""
+    with _outputs_lock:
+        entry = _outputs.get(id(wcs))
+    if entry is None or entry[0]() is not wcs or entry[1] != _store_key(store):
+        return None
+    if _fingerprint(wcs) != entry[2]:
+        return None
+    return wcs_serializer.Serialized(data=entry[3])

@@ -60,7 +60,7 @@ def align_relative(correctors: Sequence, p: RelativeParameters, rec=None) -> lis
         res = group_results(groups, Links.concat([]), None, {g.index: status.get(g.index, "FAILED: nothing to "
                             "align it to (at least two images or groups with sources are needed)") for g in groups},
                             p.fitgeometry, "relative", plane)
-        results = apply(groups, res, plane, rec)
+        results = apply(groups, res, plane)
         raise AlignmentError("relative alignment needs at least two images (or groups) with non-empty "
                              f"catalogs; got {len(live)}", results)
 
@@ -87,7 +87,7 @@ def align_relative(correctors: Sequence, p: RelativeParameters, rec=None) -> lis
             status[a] = f"FAILED: not enough matches ({n} < minobj {p.minobj}) after the joint fit"
         elif too_large(fitted.transforms[a], groups[a], limit):
             status[a] = f"FAILED: the correction exceeds {limit:g} arcsec (2 x (searchrad + tolerance))"
-    return finish(groups, links, fitted, status, p.fitgeometry, "relative", plane, rec)
+    return finish(groups, links, fitted, status, p.fitgeometry, "relative", plane)
 
 
 def _joint_passes(groups: list[Group], free: list[int], pairs: list[tuple[int, int]],

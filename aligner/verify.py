@@ -22,21 +22,22 @@ from astrodb.ingest.table_reader import sha256_file
 from astrodb.provenance.arrays import npz_load
 from astrodb.provenance.record import STATUS_LENGTH
 from astrodb.provenance.verify import VerifyReport, load_run
-from astrodb.provenance.wcs_bytes import deserialize_wcs
+from astrodb.provenance.corrections import resolve_wcs
 
 from . import absolute_align, relative_align
 from . import refcat as refcats
+from .correctors import apply_correction
 from .errors import AlignerError
 from .plane import unit_vectors
 
-__all__ = ["verify_run", "requery_reference"]
+__all__ = ["verify_run", "requery_reference", "apply_correction"]
 
 
-def _corrector(row):
+def _corrector(store, row):
     from astropy.table import Table
     from tweakwcs.correctors import FITSWCSCorrector, JWSTWCSCorrector
 
-    wcs = deserialize_wcs(row["wcs_kind"], row["input_wcs"])
+    wcs = resolve_wcs(store, row["wcs_kind"], row["input_wcs"])
     data = npz_load(row["catalog_data"])
     cat = Table({"x": data.get("x", np.empty(0)), "y": data.get("y", np.empty(0)),
                  "weight": data.get("weight", np.empty(0))})
@@ -171,7 +172,7 @@ def verify_run(store, run_id: str, *, tolerance_uas: float = 1.0) -> VerifyRepor
     if unreadable:
         report.fail(f"input WCS of {', '.join(unreadable)} was not recorded: cannot re-run")
         return report
-    correctors = [_corrector(r) for r in rows]
+    correctors = [_corrector(store, r) for r in rows]
     params = dict(run["parameters"] or {})
     extra = {}
     if run["step"] == "relative":
@@ -207,7 +208,7 @@ def verify_run(store, run_id: str, *, tolerance_uas: float = 1.0) -> VerifyRepor
         if row["output_wcs"] is None:
             report.lines.append(f"{row['name']}: {row['status'][:80]} (as recorded)")
             continue
-        d = _difference_uas(c.wcs, deserialize_wcs(row["wcs_kind"], row["output_wcs"]), c)
+        d = _difference_uas(c.wcs, resolve_wcs(store, row["wcs_kind"], row["output_wcs"]), c)
         report.max_difference_uas = max(report.max_difference_uas, d)
         if d > tolerance_uas:
             report.fail(f"{row['name']}: corrected WCS differs by {d:.3g} µas (> {tolerance_uas:g})")

@@ -1,9 +1,10 @@
 """The provenance record's gwcs serialization, in a worker process beside the caller's.
 
 asdf turns a gwcs into YAML, and validates it, in pure Python with the GIL held, while the
-caller's thread is busy with tweakwcs' ``set_correction``, also pure Python: threads cannot
-share that work out, a process can. The caller pickles each gwcs when the recorder captures or
-corrects it (a snapshot of the WCS as it is then), and a worker process serializes it with the
+caller's thread is busy with the fit, also Python: threads cannot share that work out, a
+process can. The caller pickles each input gwcs when the recorder captures it (a snapshot of
+the WCS as it is then; aligned ones are recorded as corrections of these, see
+:mod:`aligner.provenance`), and a worker process serializes it with the
 same code (:func:`astrodb.provenance.wcs_bytes.serialize_wcs`) in the same environment, so the
 record holds the same bytes.
 

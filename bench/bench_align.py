@@ -339,7 +339,7 @@ class Stages:
            ("joint_fit", "joint_fit (all passes)"),
            ("group_results", "results (FitResult)"), ("apply", "apply: set_correction on every image"),
            ("recorder", "provenance: Recorder (relative: input WCSs serialized)"),
-           ("record", "provenance: write (output WCSs serialized, INSERT)")]
+           ("record", "provenance: write (inputs not serialized yet, outputs as corrections, INSERT)")]
     CAPTURE = "provenance: input WCSs serialized (absolute: while the query runs)"
     RESOLVE = "reference: resolve (store query + epoch, or Table)"
     BACKGROUND = "reference query on its background thread (overlaps the stages above)"

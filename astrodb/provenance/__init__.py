@@ -3,7 +3,9 @@ append-only): its format and writer, and its audits.
 
 An aligner describes each run as a :class:`RunRecord` and hands it to :func:`record_run`
 (:mod:`astrodb.provenance.record`, which owns the columns and their bytes: arrays in
-:mod:`~astrodb.provenance.arrays`, WCSs in :mod:`~astrodb.provenance.wcs_bytes`). Reading:
+:mod:`~astrodb.provenance.arrays`, WCSs in :mod:`~astrodb.provenance.wcs_bytes`, an aligned gwcs
+as a correction of its input in :mod:`~astrodb.provenance.corrections`; :func:`resolve_wcs`
+reads any of them back). Reading:
 
 >>> from astrodb import provenance
 >>> provenance.list_runs(store, image="jw02738_nrca1", since="2026-01-01")
@@ -25,6 +27,7 @@ from .arrays import npz_bytes, npz_load
 from .audit import (RunNotFoundError, image_history, list_fits, list_runs, resolve_run_id, runs_using_file,
                     show_run, stale_runs)
 from .chain import chain_head, verify_chain
+from .corrections import resolve_wcs
 from .record import ImageRecord, ReferenceRecord, RunRecord, record_run
 from .wcs_bytes import deserialize_wcs, serialize_wcs
 
@@ -56,4 +59,4 @@ def verify_run(store, run_id: str, **kwargs):
 __all__ = ["RunNotFoundError", "list_runs", "list_fits", "show_run", "image_history", "runs_using_file",
            "stale_runs", "resolve_run_id", "export_prov", "plot_run", "fit_residuals", "verify_run", "verify_chain",
            "chain_head", "RunRecord", "ImageRecord", "ReferenceRecord", "record_run", "npz_bytes", "npz_load",
-           "serialize_wcs", "deserialize_wcs"]
+           "serialize_wcs", "deserialize_wcs", "resolve_wcs"]

@@ -21,7 +21,7 @@ from astropy.table import Table
 from .arrays import npz_load
 from .audit import requery_reference, run_record
 from .plugins import NoAlignerError
-from .wcs_bytes import deserialize_wcs
+from .corrections import resolve_wcs
 
 _RAD2MAS = 180.0 / np.pi * 3.6e6
 
@@ -77,21 +77,25 @@ def _extent(wcs, x, y):
 class _Image:
     """One image's record, decoded lazily: rows used, WCS after the run."""
 
-    def __init__(self, row: dict) -> None:
-        self.row = row
+    def __init__(self, store, row: dict) -> None:
+        self.store, self.row = store, row
         data = npz_load(row["catalog_data"])
         self.rows = np.asarray(data.get("row", np.empty(0, np.intp)))
         self.x = np.asarray(data.get("x", np.empty(0)), float)
         self.y = np.asarray(data.get("y", np.empty(0)), float)
         self.matches = npz_load(row["matches"])
         self._wcs = None
+        self.wcs_note = ""  # why the WCS after the run cannot be had (None then)
         self._order = np.argsort(self.rows, kind="stable")
 
     @property
     def wcs(self):
-        if self._wcs is None:
+        if self._wcs is None and not self.wcs_note:
             blob = self.row["output_wcs"] if self.row["output_wcs"] is not None else self.row["input_wcs"]
-            self._wcs = deserialize_wcs(self.row["wcs_kind"], blob)
+            try:
+                self._wcs = resolve_wcs(self.store, self.row["wcs_kind"], blob)
+            except NoAlignerError as exc:  # an aligned gwcs recorded as a correction needs the aligner
+                self.wcs_note = f"pairs not shown: {exc}"
         return self._wcs
 
     def positions(self, catalog_rows):
@@ -123,7 +127,7 @@ def fit_residuals(store, run_id: str) -> list[dict]:
 
 def _residuals(store, run_id: str) -> tuple[list[dict], dict]:
     run, rows = run_record(store, run_id)
-    images = [_Image(r) for r in rows]
+    images = [_Image(store, r) for r in rows]
     ref_ra = ref_dec = None
     ref_note = ""
     if run.get("ref_kind") in ("file", "table") and run.get("ref_data") is not None:
@@ -153,7 +157,9 @@ def _residuals(store, run_id: str) -> tuple[list[dict], dict]:
         cols = {n: np.empty(0) for n in ("x", "y", "d_east", "d_north", "dx", "dy")}
         cols["partner"] = np.empty(0, np.intp)
         cols["partner_row"] = np.empty(0, np.intp)
-        if len(inp):
+        if len(inp) and im.wcs is None:
+            notes.append(im.wcs_note)
+        elif len(inp):
             x, y, found = im.positions(inp)
             pra = np.full(len(inp), np.nan)
             pdec = np.full(len(inp), np.nan)
@@ -167,6 +173,9 @@ def _residuals(store, run_id: str) -> tuple[list[dict], dict]:
             for j in np.unique(pimg[~is_ref]):
                 sel = pimg == j
                 if not (0 <= j < len(images)):
+                    continue
+                if images[j].wcs is None:
+                    notes.append(images[j].wcs_note)
                     continue
                 px, py, pf = images[j].positions(partner[sel])
                 ra_j, dec_j = _pix2sky(images[j].wcs, px, py)

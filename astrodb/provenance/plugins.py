@@ -8,7 +8,9 @@ distribution's metadata:
   see :class:`astrodb.provenance.verify.VerifyReport`) and
   ``requery_reference(store, run) -> reference or None`` (a store reference's recorded query run
   again: an object with ``ra``, ``dec`` and ``checksum()``, the hash ``prov_runs.ref_sha256``
-  holds; None when the catalog cannot be queried any more);
+  holds; None when the catalog cannot be queried any more) and
+  ``apply_correction(wcs, correction) -> wcs`` (a recorded correction document, see
+  :mod:`astrodb.provenance.corrections`, applied to the WCS it corrects);
 * group ``astrodb.demos``: a callable ``run(out=print)``, the alignment part of ``astrodb demo``.
 
 This distribution registers its own ``aligner`` package in both (pyproject.toml).

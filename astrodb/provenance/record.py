@@ -63,6 +63,7 @@ class ImageRecord:
     """What one image of a run used and produced (a ``prov_images`` row).
 
     ``input_wcs`` / ``output_wcs`` are :func:`~astrodb.provenance.wcs_bytes.serialize_wcs` bytes
+    or a :func:`~astrodb.provenance.corrections.correction_document` of a recorded WCS
     (``output_wcs`` None when the run did not fit the image); ``catalog_data`` is
     :func:`catalog_blob`'s, ``matches`` :func:`matches_blob`'s. The fit's fields are None for an
     image the run did not reach (``fitgeometry`` ... ``nclipped``) or did not fit (``matrix`` ...

@@ -119,7 +119,16 @@ def deserialize_wcs(kind: str, data: bytes, *, validate: bool = False):
     Returns
     -------
     gwcs.WCS or astropy.wcs.WCS
+
+    Raises
+    ------
+    ValueError
+        ``data`` is a correction of another recorded WCS, which
+        :func:`astrodb.provenance.corrections.resolve_wcs` reads.
     """
+    if bytes(data[:1]) == b"{":
+        raise ValueError("these recorded WCS bytes are a correction of another recorded WCS: read them with "
+                         "astrodb.provenance.resolve_wcs(store, kind, data)")
     if kind == "gwcs":
         import asdf
 

@@ -146,6 +146,7 @@ prov_images = Table(
     Column("wcs_kind", String(8), comment="fits or gwcs"),
     Column("wcsinfo", _JSON),
     Column("input_wcs", LargeBinary, comment="FITS header text or ASDF"),
+    # Either column may hold a correction of another recorded WCS (astrodb.provenance.corrections).
     Column("output_wcs", LargeBinary, comment="as input_wcs; NULL when not aligned"),
     Column("status", String(300), nullable=False),
     Column("message", Text),

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 import aligner
 from aligner import wcs_serializer
 from tests.support.aligner_synth import make_correctors, make_scene
+from astrodb.provenance.corrections import parse_correction
 from astrodb.provenance.wcs_bytes import serialize_wcs
 from astrodb.store.schema import prov_images, prov_runs
 
@@ -127,6 +128,11 @@ def _record_bytes(store):
     return [tuple(r) for r in rows]
 
 
+def _correction(data: bytes) -> dict:
+    doc = parse_correction(data)
+    return dict(doc, of={k: v for k, v in doc["of"].items() if k != "run_id"})
+
+
 def test_a_record_is_the_same_with_and_without_the_worker(db_factory, monkeypatch):
     scene = make_scene(3, 500, "gwcs", seed=8)
     store = db_factory.store()
@@ -144,8 +150,10 @@ def test_a_record_is_the_same_with_and_without_the_worker(db_factory, monkeypatc
         monkeypatch.setattr(wcs_serializer._Worker, "submit", lambda self, p: calls.append(1) or real(self, p))
         aligner.absolute_align(make_correctors(scene), scene.refcat, store=store)
         with_worker = _record_bytes(store)
-        assert len(calls) == 6  # 3 inputs, 3 outputs
-        assert with_worker == without and all(i and o for i, o in without)
+        assert len(calls) == 3  # the inputs (the outputs are recorded as their corrections)
+        assert [i for i, _ in with_worker] == [i for i, _ in without] and all(i and o for i, o in without)
+        # the same corrections, each of its own run's input
+        assert [_correction(o) for _, o in with_worker] == [_correction(o) for _, o in without]
     finally:
         store.close()
 

@@ -5,7 +5,7 @@ import pytest
 import sqlalchemy as sa
 
 import aligner
-from astrodb.provenance import deserialize_wcs, npz_load
+from astrodb.provenance import npz_load, resolve_wcs
 from tests.support.aligner_synth import make_correctors, make_scene, wcs_error_mas
 from astrodb.store.schema import prov_images, prov_runs
 
@@ -46,9 +46,9 @@ def test_runs_are_recorded_with_inputs_fits_and_outputs(db_factory, scene):
         assert r["status"] == "SUCCESS" and r["nref"] > 50 and r["rmse"] < 0.01
         data = npz_load(r["catalog_data"])
         assert len(data["x"]) == r["rows_used"] > 0
-        out = deserialize_wcs(r["wcs_kind"], r["output_wcs"])
+        out = resolve_wcs(store, r["wcs_kind"], r["output_wcs"])
         assert wcs_error_mas(out, c.wcs, (2048, 2048), n=4)[1] < 1e-6
-        inp = deserialize_wcs(r["wcs_kind"], r["input_wcs"])
+        inp = resolve_wcs(store, r["wcs_kind"], r["input_wcs"])
         assert wcs_error_mas(inp, c.wcs, (2048, 2048), n=4)[1] > 0.01  # the relatively aligned WCS
         m = npz_load(r["matches"])
         assert len(m["input"]) == len(m["partner"]) == r["nmatches"]
@@ -67,7 +67,7 @@ def test_an_absolute_run_failing_before_its_query_records_its_unchanged_inputs(d
     rows = _images(store, run["run_id"])
     assert len(rows) == len(corr)
     for r, c in zip(rows, corr):
-        inp = deserialize_wcs(r["wcs_kind"], r["input_wcs"])
+        inp = resolve_wcs(store, r["wcs_kind"], r["input_wcs"])
         assert wcs_error_mas(inp, c.wcs, (2048, 2048), n=4)[1] < 1e-6
         assert r["output_wcs"] is None and r["status"].startswith("FAILED")
     store.close()
