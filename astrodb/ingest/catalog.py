@@ -49,18 +49,36 @@ def motion_stats(cols: dict[str, np.ndarray]) -> dict[str, float]:
             "epoch_min": float(cols["ref_epoch"].min()), "epoch_max": float(cols["ref_epoch"].max())}
 
 
+def _epoch_text(lo: float, hi: float) -> str:
+    return f"J{lo:g}" if lo == hi else f"J{lo:g}–J{hi:g}"
+
+
+def _same_epochs(rows: CatalogRows, name: str, lo: float | None, hi: float | None) -> None:
+    """Refuse an identical file whose positions would now be at other epochs (another ``epoch``)."""
+    ep = rows.columns["ref_epoch"]
+    new_lo, new_hi = float(np.min(ep)), float(np.max(ep))
+    if lo is None or hi is None or (abs(new_lo - lo) <= 1e-9 and abs(new_hi - hi) <= 1e-9):
+        return
+    raise CatalogExistsError(
+        f"{rows.source}: already ingested into catalog {name!r} with positions at {_epoch_text(lo, hi)}, not "
+        f"{_epoch_text(new_lo, new_hi)}; the catalog keeps its epoch. To load it at the new epoch, drop the "
+        f"catalog first (astrodb drop {name}) or ingest it under another name")
+
+
 def ingest_rows(conn: sa.Connection, rows: CatalogRows, name: str, *, kind: str = "user",
                 description: str | None = None) -> IngestResult:
     """Load ``rows`` as the new catalog ``name`` on ``conn`` (the caller owns the transaction).
 
-    An identical source (same sha256) already in catalog ``name`` makes this a no-op; any other
-    existing catalog of that name is an error.
+    An identical source (same sha256) already in catalog ``name`` at the same epochs makes this a
+    no-op; the same source at other epochs, or any other existing catalog of that name, is an error.
     """
-    existing = conn.execute(sa.select(catalogs.c.id).where(catalogs.c.name == name)).scalar()
+    existing = conn.execute(sa.select(catalogs.c.id, catalogs.c.epoch_min, catalogs.c.epoch_max)
+                            .where(catalogs.c.name == name)).first()
     if existing is not None:
         same = conn.execute(sa.select(source_files.c.id).where(
-            source_files.c.catalog_id == existing, source_files.c.sha256 == rows.sha256)).scalar()
+            source_files.c.catalog_id == existing.id, source_files.c.sha256 == rows.sha256)).scalar()
         if same is not None:
+            _same_epochs(rows, name, existing.epoch_min, existing.epoch_max)
             return IngestResult(name, rows.source, 0, "unchanged", rows.sha256)
         raise CatalogExistsError(
             f"catalog {name!r} already exists with other data; choose another name or drop it first "

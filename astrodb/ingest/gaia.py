@@ -287,30 +287,77 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
     return FileOutcome(prepared.path, "loaded", n)
 
 
-class Progress:
-    """Files, rows/s and ETA on one terminal line (stderr); silent when not a terminal."""
+def _duration(seconds: float) -> str:
+    """``42 s``, ``17 min``, ``5 h 08 min``: an ETA readable at a glance."""
+    s = int(round(seconds))
+    if s < 120:
+        return f"{s} s"
+    if s < 3600:
+        return f"{s // 60} min"
+    return f"{s // 3600} h {s % 3600 // 60:02d} min"
 
-    def __init__(self, total_files: int, total_bytes: int, stream=None, enabled: bool | None = None) -> None:
+
+class Progress:
+    """Files, rows, rows/s and ETA on one line of stderr.
+
+    The rate and the ETA are of the bytes loaded by this run over the last few minutes (files
+    skipped as already loaded count neither), so they follow a load of thousands of files that
+    slows or speeds up, and a resumed load. On a terminal the line is rewritten in place; into a
+    log file (``enabled=True`` without a terminal) it is a new line at most every
+    ``log_every`` seconds, and after the last file.
+    """
+
+    #: Seconds of history behind the rate and the ETA.
+    WINDOW = 300.0
+
+    def __init__(self, total_files: int, total_bytes: int, stream=None, enabled: bool | None = None,
+                 log_every: float = 30.0) -> None:
         self.stream = stream or sys.stderr
-        self.enabled = self.stream.isatty() if enabled is None else enabled
+        self.tty = bool(getattr(self.stream, "isatty", lambda: False)())
+        self.enabled = self.tty if enabled is None else enabled
         self.total_files, self.total_bytes = total_files, max(total_bytes, 1)
         self.files = self.bytes = self.rows = 0
-        self.start = time.monotonic()
+        self.start = self._last_line = time.monotonic()
+        self.log_every = log_every
+        self._history: list[tuple[float, int]] = [(self.start, 0)]  # (time, bytes loaded by this run)
+        self._loaded_bytes = 0
 
-    def update(self, outcome: FileOutcome, size: int) -> None:
+    def update(self, outcome: FileOutcome, size: int, now: float | None = None) -> None:
+        """One more file done (``size`` bytes); ``now``: its ``time.monotonic()``, default now."""
+        now = time.monotonic() if now is None else now
         self.files += 1
         self.bytes += size
         self.rows += outcome.rows
+        if outcome.status == "skipped":
+            self.total_bytes = max(self.total_bytes - size, 1)  # nothing to do for it: not in the ETA
+            self.bytes -= size
+        else:
+            self._loaded_bytes += size
+            self._history.append((now, self._loaded_bytes))
+            while len(self._history) > 2 and now - self._history[1][0] > self.WINDOW:
+                self._history.pop(0)
         if not self.enabled:
             return
-        dt = max(time.monotonic() - self.start, 1e-9)
-        eta = (self.total_bytes - self.bytes) / max(self.bytes / dt, 1e-9)
-        self.stream.write(f"\r[{self.files}/{self.total_files} files] {self.rows:,} rows, "
-                          f"{self.rows / dt:,.0f} rows/s, ETA {eta:,.0f} s   ")
+        last = self.files == self.total_files
+        if not self.tty and not last and now - self._last_line < self.log_every:
+            return
+        self._last_line = now
+        self.stream.write(("\r" if self.tty else "") + self.line(now) + ("   " if self.tty else "\n"))
         self.stream.flush()
 
+    def line(self, now: float | None = None) -> str:
+        """The progress line as it is now."""
+        now = time.monotonic() if now is None else now
+        dt = max(now - self.start, 1e-9)
+        (t0, b0), (t1, b1) = self._history[0], self._history[-1]
+        rate = (b1 - b0) / (t1 - t0) if t1 > t0 and b1 > b0 else 0.0
+        left = self.total_bytes - self.bytes
+        eta = "done" if left <= 0 else (f"ETA {_duration(left / rate)}" if rate > 0 else "ETA unknown")
+        return (f"[{self.files:,}/{self.total_files:,} files] {self.rows:,} rows, {self.rows / dt:,.0f} rows/s, "
+                f"{eta}")
+
     def close(self) -> None:
-        if self.enabled:
+        if self.enabled and self.tty:
             self.stream.write("\n")
 
 

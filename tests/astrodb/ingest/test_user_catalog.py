@@ -51,6 +51,20 @@ def test_identical_file_is_a_noop(store, catalog_name, tmp_path):
     assert _counts(store) == before
 
 
+def test_identical_file_at_another_epoch_is_refused_and_the_catalog_keeps_its_epoch(store, catalog_name, tmp_path):
+    path = tmp_path / "c.ecsv"
+    t = gaia_like(50, 10, 10, 0.1)
+    t.remove_columns([c for c in t.colnames if c in ("ref_epoch", "epoch")])
+    t.write(path)
+    assert store.ingest_catalog(path, catalog_name, epoch=2016.0).status == "ingested"
+    before = _counts(store)
+    assert store.ingest_catalog(path, catalog_name, epoch="J2016").status == "unchanged"
+    with pytest.raises(astrodb.CatalogExistsError, match=r"at J2016, not J2000; the catalog keeps its epoch\. "
+                       rf"To load it at the new epoch, drop the catalog first \(astrodb drop {catalog_name}\)"):
+        store.ingest_catalog(path, catalog_name, epoch=2000.0)
+    assert _counts(store) == before and store.catalog(catalog_name).ref_epoch == 2016.0
+
+
 def test_duplicate_name_with_other_data_is_refused(store, catalog_name, tmp_path):
     gaia_like(50, 10, 10, 0.1, seed=1).write(tmp_path / "a.ecsv")
     gaia_like(50, 10, 10, 0.1, seed=2).write(tmp_path / "b.ecsv")
