@@ -13,6 +13,7 @@ from ..query.healpix import hpx29
 from ..store import partitions
 from ..store.schema import SOURCE_FLOAT_COLUMNS, catalogs, source_files, sources
 from .bulk import insert_columns
+from .density import add_counts
 from .table_reader import CatalogRows
 
 #: Columns loaded into ``sources``, in order.
@@ -107,4 +108,5 @@ def ingest_rows(conn: sa.Connection, rows: CatalogRows, name: str, *, kind: str 
         partitions.index_and_attach(conn, cat_id)
     else:
         insert_columns(conn, sources.name, LOAD_COLUMNS, arrays)
+    add_counts(conn, cat_id, pix)
     return IngestResult(name, rows.source, n, "ingested", rows.sha256)

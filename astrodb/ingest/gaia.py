@@ -30,9 +30,10 @@ import sqlalchemy as sa
 from ..errors import IngestError
 from ..query.healpix import hpx29
 from ..store import partitions
-from ..store.schema import GAIA_CORRELATIONS, catalogs, source_files, sources
+from ..store.schema import GAIA_CORRELATIONS, catalog_density, catalogs, source_files, sources
 from . import hats_reader
 from .bulk import insert_columns
+from .density import add_counts
 from .catalog import LOAD_COLUMNS, motion_stats
 from .table_reader import sha256_file
 
@@ -242,6 +243,7 @@ def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
             return
         if conn.dialect.name == "postgresql":
             partitions.drop(conn, cat_id)
+        conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == cat_id))
         conn.execute(catalogs.delete().where(catalogs.c.id == cat_id))
 
 
@@ -271,6 +273,7 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
             names = [c for c in GAIA_LOAD_COLUMNS if c in cols]
             table = partitions.partition_name(cat_id) if conn.dialect.name == "postgresql" else sources.name
             insert_columns(conn, table, names, [cols[c] for c in names])
+            add_counts(conn, cat_id, cols["hpx29"])
             st = motion_stats(cols)
             conn.execute(catalogs.update().where(catalogs.c.id == cat_id).values(
                 row_count=catalogs.c.row_count + n,

@@ -101,6 +101,18 @@ sources = Table(
 # Python None -> SQL NULL (not the JSON literal null), so "IS NULL" finds what is missing.
 _JSON = JSON(none_as_null=True)
 
+#: HEALPix order (nested) of every catalog's density map (migration 0010): 196,608 pixels of 0.21 deg².
+DENSITY_ORDER = 7
+
+# Migration 0010: rows per HEALPix pixel of each catalog, kept by every load (astrodb.ingest.density).
+catalog_density = Table(
+    "catalog_density", metadata,
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), primary_key=True),
+    Column("norder", SmallInteger, primary_key=True, comment="HEALPix order, nested scheme"),
+    Column("pixel", BigInteger, primary_key=True),
+    Column("count", BigInteger, nullable=False, comment="sources whose ra/dec fall in the pixel"),
+)
+
 prov_runs = Table(
     "prov_runs", metadata,
     Column("run_id", String(36), primary_key=True, comment="UUID"),

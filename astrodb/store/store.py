@@ -17,7 +17,7 @@ from ..query.columns import SourceColumns
 from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .engine import create_store_engine
-from .schema import catalogs, source_files, sources
+from .schema import DENSITY_ORDER, catalog_density, catalogs, source_files, sources
 
 
 _STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min, epoch_max "
@@ -141,6 +141,49 @@ class Store:
             raise CatalogNotFoundError(self._not_found(name))
         return CatalogStats(*row)
 
+    def density(self, name: str, order: int = DENSITY_ORDER) -> Table:
+        """Catalog ``name``'s rows per HEALPix pixel (nested), as every load keeps them.
+
+        Parameters
+        ----------
+        name : str
+            The catalog.
+        order : int
+            HEALPix order, 0 to :data:`~astrodb.store.schema.DENSITY_ORDER` (the map's own;
+            coarser orders sum its pixels).
+
+        Returns
+        -------
+        astropy.table.Table
+            ``pixel`` (nested, ascending) and ``count`` for the pixels that hold rows; ``meta``:
+            ``healpix_order``, ``nested`` (True), ``catalog``, ``rows`` (the catalog's row count,
+            which the counts sum to).
+
+        Raises
+        ------
+        CatalogNotFoundError
+            No such catalog.
+        QueryError
+            ``order`` outside 0 to :data:`~astrodb.store.schema.DENSITY_ORDER`.
+        """
+        self._require_schema()
+        if isinstance(order, bool) or not isinstance(order, (int, np.integer)) or not 0 <= order <= DENSITY_ORDER:
+            raise QueryError(f"order must be an integer from 0 to {DENSITY_ORDER} (the density map's own "
+                             f"HEALPix order), got {order!r}")
+        with self.engine.connect() as conn:
+            stats = self._stats(conn, name)
+            rows = conn.execute(sa.select(catalog_density.c.pixel, catalog_density.c.count)
+                                .where(catalog_density.c.catalog_id == stats.id,
+                                       catalog_density.c.norder == DENSITY_ORDER)
+                                .order_by(catalog_density.c.pixel)).all()
+            total = conn.execute(sa.select(catalogs.c.row_count).where(catalogs.c.id == stats.id)).scalar_one()
+        pix = np.array([r[0] for r in rows], np.int64) >> (2 * (DENSITY_ORDER - int(order)))
+        counts = np.array([r[1] for r in rows], np.int64)
+        pixels, first = np.unique(pix, return_index=True)
+        summed = np.add.reduceat(counts, first) if len(counts) else counts
+        return Table({"pixel": pixels, "count": summed},
+                     meta={"healpix_order": int(order), "nested": True, "catalog": name, "rows": int(total)})
+
     def drop_catalog(self, name: str) -> int:
         """Delete catalog ``name`` with its files and sources; return the number of sources."""
         self._require_schema()
@@ -152,6 +195,7 @@ class Store:
             else:
                 conn.execute(sources.delete().where(sources.c.catalog_id == stats.id))
             conn.execute(source_files.delete().where(source_files.c.catalog_id == stats.id))
+            conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == stats.id))
             conn.execute(catalogs.delete().where(catalogs.c.id == stats.id))
         return int(n)
 

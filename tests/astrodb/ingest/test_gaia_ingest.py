@@ -30,6 +30,21 @@ def _counts(store, name):
                 conn.execute(sa.select(sa.func.count()).select_from(source_files).where(source_files.c.catalog_id == cid)).scalar())
 
 
+def _density_is_exact(store, name) -> bool:
+    """The catalog's density map counts exactly the rows it holds, pixel by pixel."""
+    from astropy_healpix import HEALPix
+    import astropy.units as u
+
+    with store.engine.connect() as conn:
+        cid = conn.execute(sa.select(catalogs.c.id).where(catalogs.c.name == name)).scalar()
+        ra, dec = np.array(conn.execute(sa.select(sources.c.ra, sources.c.dec)
+                                        .where(sources.c.catalog_id == cid)).all(), float).reshape(-1, 2).T
+    m = store.density(name)
+    pix, n = np.unique(HEALPix(2 ** 7, order="nested").lonlat_to_healpix(ra * u.deg, dec * u.deg),
+                       return_counts=True)
+    return np.array_equal(m["pixel"], pix) and np.array_equal(m["count"], n) and m.meta["rows"] == len(ra)
+
+
 @pytest.fixture(scope="module")
 def dr3_dir(tmp_path_factory):
     d = tmp_path_factory.mktemp("dr3")
@@ -134,9 +149,10 @@ def test_kill_9_then_restart_loads_every_file_exactly_once(db_factory, tmp_path)
     assert proc.returncode == -signal.SIGKILL, proc.stderr.read().decode()[-2000:]
     partial = _counts(store, "gaia_dr3")
     assert partial[2] < 8 and partial[0] == partial[1]  # only whole files, stats consistent
+    assert _density_is_exact(store, "gaia_dr3")
     report = store.ingest_gaia(d, "dr3", progress=False)
     assert report.ok and report.count("skipped") == partial[2]
-    assert _counts(store, "gaia_dr3") == (total, total, 8)
+    assert _counts(store, "gaia_dr3") == (total, total, 8) and _density_is_exact(store, "gaia_dr3")
     store.close()
 
 
@@ -162,6 +178,7 @@ def test_parallel_loads_give_the_same_catalog(db_factory, dr3_dir):
     report = store.ingest_gaia(dr3_dir, "dr3", jobs=2, progress=False)
     assert report.ok and report.count("loaded") == 3
     n = sum(read_gaia_file(f).n for f in sorted(dr3_dir.glob("GaiaSource_*.csv.gz")))
-    assert _counts(store, "gaia_dr3") == (n, n, 3)
+    assert _counts(store, "gaia_dr3") == (n, n, 3) and _density_is_exact(store, "gaia_dr3")
     assert store.ingest_gaia(dr3_dir, "dr3", jobs=2, progress=False).count("skipped") == 3
+    assert _density_is_exact(store, "gaia_dr3")
     store.close()

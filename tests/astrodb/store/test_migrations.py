@@ -132,3 +132,24 @@ def test_migration_0009_chains_the_runs_before_it_and_goes_down_and_up(db_factor
         with store.engine.begin() as conn:  # no closed runs at 0008: an image goes in
             conn.execute(prov_images.insert().values(run_id=ids[0], image_index=late, name="late", status="SUCCESS"))
     store.close()
+
+
+def test_migration_0010_fills_the_density_maps_of_the_catalogs_already_stored(db_factory, tmp_path):
+    """Down to 0009 (no maps), then up: every stored catalog gets the map of the rows it holds."""
+    from tests.support.synth import gaia_like
+
+    store = db_factory.store()
+    for k in range(2):
+        t = gaia_like(400, 120.0 * k, -30.0 + 40 * k, 5.0, seed=k)
+        t.write(tmp_path / f"c{k}.ecsv")
+        store.ingest_catalog(tmp_path / f"c{k}.ecsv", f"c{k}")
+    before = {f"c{k}": store.density(f"c{k}") for k in range(2)}
+    _downgrade(store.engine, "0009")
+    assert "catalog_density" not in sa.inspect(store.engine).get_table_names(
+        schema=PG_SCHEMA if store.backend == "postgresql" else None)
+    assert store.init() == migrate.head_revision()
+    for name, m in before.items():
+        again = store.density(name)
+        assert list(again["pixel"]) == list(m["pixel"]) and list(again["count"]) == list(m["count"])
+        assert sum(again["count"]) == 400
+    store.close()
