@@ -6,13 +6,12 @@ the catalog's sources can have between its reference epoch and the requested one
 (:func:`astrodb.epoch.displacement_bound` from the catalog's motion statistics), so fast movers
 are never missed; the exact cut then keeps precisely what a brute-force selection would.
 
-PostgreSQL pre-filters with PostGIS ``ST_DWithin`` on the geography point (a sphere, not the
-spheroid: with the spheroid distances are off by up to 0.7%); SQLite with nested HEALPix
-order-29 ranges on the (catalog_id, hpx29) index.
+Both backends pre-filter with nested HEALPix order-29 ranges on the (catalog_id, hpx29) index,
+one range scan each: PostgreSQL with the exact cover its SQL function ``astrodb._hpx_ranges``
+computes (the one the SQL ``astrodb.cone`` reads), SQLite with :func:`astrodb.query.healpix.cone_ranges`.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -26,9 +25,7 @@ from .columns import OUTPUT_COLUMNS, SourceColumns
 from .healpix import cone_ranges
 from .regions import separation_deg
 
-#: Radius of the sphere PostGIS uses for geography with use_spheroid=false (metres).
-POSTGIS_SPHERE_RADIUS_M = 6371008.7714
-# Float slack between PostGIS' and numpy's distances; the exact cut happens in numpy.
+# Float slack between the database's and numpy's distances; the exact cut happens in numpy.
 _PAD_DEG = 1e-7
 
 _DB_COLUMNS = ("source_id", *SOURCE_FLOAT_COLUMNS)
@@ -64,8 +61,6 @@ def prefilter_radius(stats: CatalogStats, radius_deg: float, epoch: float | None
 # The pre-filter runs as plain driver SQL: SQLAlchemy's statement compilation cost more than
 # the query itself (measured on 1 M rows in SQLite: 0.06 ms query, ~3 ms compile + fetch).
 _SELECT = ", ".join(_FETCHED)
-_PG_CAP_SQL = (f"SELECT {_SELECT} FROM sources WHERE catalog_id = %s AND ST_DWithin(geog, "
-               "geography(ST_SetSRID(ST_MakePoint(%s, %s), 4326)), %s, false)")
 
 
 def _sqlite_cap_sql(nranges: int) -> str:
@@ -90,19 +85,15 @@ _PG_RECORD = ("int8send(source_id) || "
 
 
 def _pg_cap_records_sql(catalog: str) -> str:
-    return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM sources WHERE catalog_id = {catalog} "
-            "AND ST_DWithin(geog, geography(ST_SetSRID(ST_MakePoint(%s, %s), 4326)), %s, false) "
-            "GROUP BY hpx29 >> 42")
+    return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM astrodb._hpx_ranges(%s, %s, %s) r "
+            f"JOIN sources ON sources.hpx29 BETWEEN r.lo AND r.hi WHERE sources.catalog_id = {catalog} "
+            "GROUP BY sources.hpx29 >> 42")
 
 
 _PG_CAP_RECORDS_SQL = _pg_cap_records_sql("%s")
 # The catalog by name: one round trip less where its statistics are not needed (the service).
 _PG_CAP_RECORDS_BY_NAME_SQL = _pg_cap_records_sql("(SELECT id FROM catalogs WHERE name = %s)")
 _PG_RECORD_DTYPE = np.dtype([("source_id", ">i8")] + [(name, ">f8") for name in _FETCHED[1:]])
-
-
-def _pg_params(ra: float, dec: float, radius: float) -> tuple[float, float, float]:
-    return ra - 180.0, dec, math.radians(radius) * POSTGIS_SPHERE_RADIUS_M
 
 
 def _pg_record_columns(dbapi_conn, params: tuple, sql: str = _PG_CAP_RECORDS_SQL) -> dict[str, np.ndarray]:
@@ -124,7 +115,7 @@ def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, r
     """Return the catalog's rows whose stored position is within ``radius`` deg of (ra, dec),
     possibly with a few more (the index cells' margins), as numpy columns."""
     if conn.dialect.name == "postgresql":
-        return _pg_record_columns(conn.connection.dbapi_connection, (stats.id, *_pg_params(ra, dec, radius)))
+        return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, stats.id))
     ranges = cone_ranges(ra, dec, radius)
     sql, params = _sqlite_cap_sql(len(ranges)), (*ranges.ravel().tolist(), stats.id)
     # The DBAPI cursor gives plain tuples: numpy converts SQLAlchemy Row objects ~25x slower
@@ -142,7 +133,7 @@ def fetch_cap_by_name(conn: sa.Connection, catalog: str, ra: float, dec: float, 
     """:func:`fetch_cap` on PostgreSQL with the catalog given by name (no rows for an unknown
     name), for a query whose radius does not depend on the catalog's motion statistics: one
     round trip instead of two (the catalog lookup and the pre-filter in one statement)."""
-    return _pg_record_columns(conn.connection.dbapi_connection, (catalog, *_pg_params(ra, dec, radius)),
+    return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, catalog),
                               _PG_CAP_RECORDS_BY_NAME_SQL)
 
 

@@ -16,10 +16,14 @@ They give the Python API's answers (``Store.cone`` / ``Store.footprint`` /
   whose root is taken in a cancellation-free form, so nothing needs iterating.
 * ``astrodb.displacement_bound(pm_max, zeta_max, dt [, parallax_max, observer_distance])``:
   ``astrodb.epoch.displacement_bound``.
-* ``astrodb.cone(catalog, ra, dec, radius [, epoch])``: PostGIS ``ST_DWithin`` pre-filter on the
-  catalog partition's GiST index (sphere), widened for another epoch by the catalog's motion
-  statistics exactly as ``astrodb.query.search.prefilter_radius``; propagation; then the exact
-  cut on the Vincenty distance (astropy's ``angular_separation``); ordered by distance.
+* ``astrodb.cone(catalog, ra, dec, radius [, epoch])``: pre-filter by the HEALPix ranges that
+  cover the disc (``astrodb._hpx_ranges`` over ``astrodb.hpx_disc``, both here), one range scan
+  each of the catalog partition's (catalog_id, hpx29) btree, the disc widened for another epoch
+  by the catalog's motion statistics exactly as ``astrodb.query.search.prefilter_radius``;
+  propagation; then the exact cut on the Vincenty distance (astropy's ``angular_separation``);
+  ordered by distance.
+* ``astrodb.hpx_disc(k, ra, dec, radius)``: the nested HEALPix pixels of order k that meet a
+  disc (inclusive: every one of them, and a few more), in SQL.
 * ``astrodb.footprint(catalog, polygon [, epoch])``: a spherical polygon with great-circle
   edges, as ``astrodb.query.regions.Polygon`` (gnomonic projection about the normalized vertex
   mean, even-odd rule), distance from the polygon's centre.
@@ -29,12 +33,16 @@ How they are built, for speed:
 * ``cone`` is a one-line SQL function (inlined by the planner, so it costs nothing) over a
   plpgsql function that validates the arguments, looks the catalog up once and runs one static
   query with ``plan_cache_mode = force_generic_plan``: the query is planned once per session
-  (GiST index scan, the sources partitions pruned at executor start-up to the catalog's own) and
-  then only executed. Measured on 10 M rows: an inlined SQL function whose body holds the whole
-  query is re-planned on every call (~0.5 ms more than a bare ST_DWithin query at 1'), and
-  planning it with the catalog unknown keeps every partition in the plan; JIT compilation
-  (tens to hundreds of ms for these expressions) and parallel workers cost more than a whole
-  2 deg cone, so ``jit`` and parallel workers are off inside these functions.
+  (a nested loop of index range scans over the cover's ranges, the sources partitions pruned at
+  executor start-up to the catalog's own) and then only executed. Measured on 10 M rows: an
+  inlined SQL function whose body holds the whole query is re-planned on every call (~0.5 ms
+  more than a bare index query at 1'), and planning it with the catalog unknown keeps every
+  partition in the plan; JIT compilation (tens to hundreds of ms for these expressions) and
+  parallel workers cost more than a whole 2 deg cone, so ``jit`` and parallel workers are off
+  inside these functions, and so are table scans and hash or merge joins: a generic plan does
+  not know how few ranges a cone has.
+* ``hpx_disc`` is one set-based query in ``OFFSET 0`` stages (about 0.07 ms for 24 pixels): a
+  stage the planner flattened into the next would repeat its expressions in every use of them.
 * The propagation arithmetic is written once (``_stages``) and rendered both as plpgsql
   statements (``astrodb.propagate``) and as a chain of subqueries inside the cone/footprint
   queries (SQL expressions per row are several times cheaper than a plpgsql call per row). Each
@@ -60,8 +68,6 @@ _F = 326.0                            # eraPmsafe: parallax >= F * proper motion
 _PXMIN = 5e-7                         # eraPmsafe: minimum parallax (arcsec)
 _SEPS_SLACK = 1.0 + 1e-6              # as astrodb.epoch: "might the override apply?" margin
 
-#: Radius of the sphere PostGIS uses for geography with use_spheroid=false (metres).
-_SPHERE_M = 6371008.7714
 #: Slack added to every pre-filter radius (deg), as astrodb.query.search._PAD_DEG.
 _PAD_DEG = 1e-7
 
@@ -74,13 +80,14 @@ K = {
     "THR": repr(_F * math.sqrt(2.0) * _SEPS_SLACK),
     "F": repr(_F),
     "PXMIN": repr(_PXMIN),
-    "SPHERE_M": repr(_SPHERE_M),
     "PAD": repr(_PAD_DEG),
 }
 
 #: GUCs of the functions that run the queries: no JIT compilation (it costs more than any cone)
 #: and no parallel workers (their start-up costs more than all but huge cones).
-_QUERY_SETTINGS = "SET jit = off\nSET max_parallel_workers_per_gather = 0"
+_QUERY_SETTINGS = ("SET jit = off\nSET max_parallel_workers_per_gather = 0\n"
+                   # the ranges of astrodb._hpx_ranges are few: one index range scan each, never a table scan
+                   "SET enable_seqscan = off\nSET enable_hashjoin = off\nSET enable_mergejoin = off")
 
 
 def _k(text: str) -> str:
@@ -214,9 +221,159 @@ def _separation(lon1: str, slat1: str, clat1: str, ra2: str, dec2: str) -> str:
         f"{slat1} * sin({dec2} * {{D2R}}) + {clat1} * cos({dec2} * {{D2R}}) * cos({ra2} * {{D2R}} - {lon1}))")
 
 
-def _dwithin(centre: str, metres: str) -> str:
-    """The pre-filter: PostGIS ST_DWithin on the sphere (the GiST index of each partition)."""
-    return f"public.ST_DWithin(s.geog, {centre}, {metres}, false)"
+def _in_ranges(ra: str, dec: str, radius: str) -> str:
+    """The pre-filter: the sources in the HEALPix ranges covering the disc (``astrodb._hpx_ranges``),
+    one range scan each of the (catalog_id, hpx29) index; ``s`` is the sources, ``r`` the ranges."""
+    return (f"astrodb._hpx_ranges({ra}, {dec}, {radius}) r\n"
+            f"  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi")
+
+
+# --- HEALPix cover of a disc, in SQL -------------------------------------------------------------
+#: Largest HEALPix order the cones' pixel ranges use (order-20 pixels are 0.2 arcsec across).
+_HPX_MAX_ORDER = 20
+#: Side of an order-0 pixel (deg): sqrt(4 pi / 12).
+_HPX_SIZE0 = math.degrees(math.sqrt(4.0 * math.pi / 12.0))
+
+
+def _max_pixrad(order: int) -> float:
+    """Largest angular distance (rad) from an order's pixel centre to a point of the pixel: the
+    distance between the centre at (z = 2/3, phi = pi / (4 nside)) and the corner at
+    (z = 1 - (1 - 1/nside)^2 / 3, phi = 0), where the most distorted pixels are (Gorski et al.
+    2005); checked against every pixel's corners up to order 8 in the tests."""
+    ns = 2 ** order
+
+    def vec(z: float, phi: float) -> tuple[float, float, float]:
+        r = math.sqrt((1.0 - z) * (1.0 + z))
+        return r * math.cos(phi), r * math.sin(phi), z
+
+    (ax, ay, az), (bx, by, bz) = vec(2.0 / 3.0, math.pi / (4 * ns)), vec(1.0 - (1.0 - 1.0 / ns) ** 2 / 3.0, 0.0)
+    cross = math.sqrt((ay * bz - az * by) ** 2 + (az * bx - ax * bz) ** 2 + (ax * by - ay * bx) ** 2)
+    return math.atan2(cross, ax * bx + ay * by + az * bz)  # not acos: exact for the tiny angles of high orders
+
+
+def _ring_of(theta: str) -> str:
+    """The (fractional) ring index at colatitude theta (rad), rings 1 .. 4 nside - 1 from the
+    north pole; in the polar caps from sin(theta / 2), which keeps its precision near the poles."""
+    return (f"CASE WHEN {theta} < {math.acos(2.0 / 3.0)!r} THEN ns * {math.sqrt(6.0)!r} * sin({theta} / 2) "
+            f"WHEN {theta} > {math.pi - math.acos(2.0 / 3.0)!r} THEN 4 * ns - ns * {math.sqrt(6.0)!r} * cos({theta} / 2) "
+            f"ELSE ns * (2 - 1.5 * cos({theta})) END")
+
+
+def _hpx_impl() -> str:
+    pixrad = "ARRAY[" + ", ".join(repr(_max_pixrad(k) * (1 + 1e-9) + 1e-12) for k in range(30)) + "]::float8[]"
+    # Bits of ix (iy) to the even (odd) bits of the nested index, by the usual mask-and-shift steps.
+    steps, prev = [], "xy"
+    for n, (shift, mask) in enumerate(((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
+                                       (2, 0x3333333333333333), (1, 0x5555555555555555)), 1):
+        steps.append(f"  b{n} AS (SELECT face, k, (ix | (ix << {shift})) & {mask} AS ix, "
+                     f"(iy | (iy << {shift})) & {mask} AS iy FROM {prev} OFFSET 0)")
+        prev = f"b{n}"
+    spread = ",\n".join(steps)
+    return f"""
+-- Nested HEALPix pixels of order k that meet the disc of radius (deg) about (ra, dec): every pixel
+-- whose centre is within radius + the order's largest pixel radius, found ring by ring (the rings'
+-- z and pixel longitudes: Gorski et al. 2005, ApJ 622, 759), then (ring, pixel) -> (face, x, y) ->
+-- nested index. Each stage is an OFFSET 0 subquery, so its expressions are computed once per row.
+CREATE FUNCTION astrodb.hpx_disc(k int, ra float8, "dec" float8, radius float8)
+RETURNS TABLE (pixel bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 30
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $fn$
+#variable_conflict use_column
+BEGIN
+  IF k IS NULL OR k < 0 OR k > 29 THEN
+    RAISE EXCEPTION 'astrodb.hpx_disc: order must be within [0, 29], got %', coalesce(k::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN QUERY
+  WITH d0 AS (
+    SELECT k AS k, (1::bigint << k) AS ns, radians(90.0 - hpx_disc."dec") AS th0,
+           radians(hpx_disc.ra) AS ph0, least(radians(hpx_disc.radius) + ({pixrad})[k + 1], pi()) AS rb
+    OFFSET 0
+  ), d AS (
+    -- the rings within the enlarged disc's colatitudes, one more on each side (tested below)
+    SELECT k, ns, th0, ph0, sin(th0) AS s0, sin(rb / 2) AS h0,
+           greatest(1, floor({_ring_of("greatest(th0 - rb, 0.0)")})::bigint - 1) AS r_lo,
+           least(4 * ns - 1, ceil({_ring_of("least(th0 + rb, pi())")})::bigint + 1) AS r_hi
+    FROM d0 OFFSET 0
+  ), rz AS (
+    -- each ring's colatitude (in the caps from its arc sine, exact near the poles), pixels, offset
+    SELECT k, ns, th0, ph0, s0, h0, ring,
+           CASE WHEN ring < ns THEN 2 * asin(ring / (ns * {math.sqrt(6.0)!r}))
+                WHEN ring > 3 * ns THEN pi() - 2 * asin((4 * ns - ring) / (ns * {math.sqrt(6.0)!r}))
+                ELSE acos((2 * ns - ring) * 2.0 / (3.0 * ns)) END AS th,
+           CASE WHEN ring < ns THEN 4 * ring WHEN ring > 3 * ns THEN 4 * (4 * ns - ring) ELSE 4 * ns END AS npr,
+           CASE WHEN ring < ns OR ring > 3 * ns OR (ring + ns) % 2 = 0 THEN 0.5 ELSE 0.0 END AS shift
+    FROM d, generate_series(d.r_lo, d.r_hi) AS ring OFFSET 0
+  ), rh AS (
+    -- haversines: the ring point at longitude offset dphi is within rb of the centre when
+    -- sin^2(dphi / 2) <= (sin^2(rb / 2) - sin^2((th - th0) / 2)) / (sin th sin th0)
+    SELECT k, ns, ph0, ring, npr, shift, h0 * h0 - sin((th - th0) / 2) ^ 2 AS h, sin(th) * s0 AS den
+    FROM rz OFFSET 0
+  ), rp AS (
+    -- half-width in longitude of the ring's arc within the enlarged disc (pi: the whole ring; < 0: none)
+    SELECT k, ns, ph0, ring, npr, shift,
+           CASE WHEN h < 0 THEN -1.0 WHEN h >= den THEN pi() ELSE 2 * asin(sqrt(h / den)) END AS dphi
+    FROM rh OFFSET 0
+  ), px AS (
+    SELECT k, ns, ring, (((j % npr) + npr) % npr) + 1 AS iphi
+    FROM rp, generate_series(
+        CASE WHEN dphi >= pi() THEN 0 ELSE ceil((ph0 - dphi) * npr / (2 * pi()) - shift)::bigint END,
+        CASE WHEN dphi >= pi() THEN npr - 1 ELSE floor((ph0 + dphi) * npr / (2 * pi()) - shift)::bigint END) AS j
+    WHERE dphi >= 0 OFFSET 0
+  ), fm AS (
+    SELECT k, ns, ring, iphi,
+           (iphi - ((ring - ns + 1) >> 1) + ns - 1) >> k AS ifm,
+           (iphi - ((3 * ns + 1 - ring) >> 1) + ns - 1) >> k AS ifp
+    FROM px OFFSET 0
+  ), f AS (
+    SELECT k, ns, ring, iphi,
+           CASE WHEN ring < ns THEN (iphi - 1) / ring
+                WHEN ring > 3 * ns THEN 8 + (iphi - 1) / (4 * ns - ring)
+                WHEN ifp = ifm THEN ifp | 4 WHEN ifp < ifm THEN ifp ELSE ifm + 8 END AS face,
+           CASE WHEN ring < ns THEN ring WHEN ring > 3 * ns THEN 4 * ns - ring ELSE ns END AS nr,
+           CASE WHEN ring < ns OR ring > 3 * ns THEN 0 ELSE (ring + ns) & 1 END AS kshift
+    FROM fm OFFSET 0
+  ), t AS (
+    SELECT k, ns, face, ring - (2 + (face >> 2)) * ns + 1 AS irt,
+           2 * iphi - (2 * (face & 3) + CASE WHEN face >> 2 = 1 THEN 0 ELSE 1 END) * nr - kshift - 1 AS ipt
+    FROM f OFFSET 0
+  ), xy AS (
+    SELECT k, face, (ipt - irt) >> 1 AS ix, (-ipt - irt) >> 1 AS iy
+    FROM (SELECT k, face, irt, CASE WHEN ipt >= 2 * ns THEN ipt - 8 * ns ELSE ipt END AS ipt FROM t OFFSET 0) u
+  ),
+{spread}
+  SELECT (face << (2 * k)) | ix | (iy << 1) FROM {prev};
+END
+$fn$;
+COMMENT ON FUNCTION astrodb.hpx_disc(int, float8, float8, float8) IS
+'Nested HEALPix pixels of order k that meet the disc of radius (deg) about (ra, dec) (deg): all of them, '
+'and a few more (those within the largest pixel radius of the disc).';
+
+-- Inclusive order-29 ranges (lo, hi) whose union holds every position within radius (deg) of
+-- (ra, dec): the pixels of astrodb.hpx_disc at the order whose pixels are about a quarter of the
+-- radius across (at most {_HPX_MAX_ORDER}), adjacent ones merged. What a cone reads of the
+-- (catalog_id, hpx29) index, one range scan per range.
+CREATE FUNCTION astrodb._hpx_ranges(ra float8, "dec" float8, radius float8)
+RETURNS TABLE (lo bigint, hi bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $fn$
+DECLARE
+  k int := CASE WHEN radius >= {_HPX_SIZE0!r} THEN 0
+                ELSE least({_HPX_MAX_ORDER}, floor(ln({_HPX_SIZE0!r} / greatest(radius, 1e-12)) / ln(2.0))::int + 2) END;
+  sh int := 2 * (29 - k);
+BEGIN
+  RETURN QUERY
+  SELECT min(g.pixel) << sh, ((max(g.pixel) + 1) << sh) - 1
+    FROM (SELECT p.pixel, p.pixel - row_number() OVER (ORDER BY p.pixel) AS run
+            FROM astrodb.hpx_disc(k, ra, "dec", radius) p) g
+   GROUP BY g.run;
+END
+$fn$;
+"""
 
 
 def _catalog_error(fn: str, name: str) -> str:
@@ -249,16 +406,14 @@ def _check_cone_args(fn: str, epoch: bool) -> str:
     return text
 
 
-_CONE_CENTRE = "public.ST_SetSRID(public.ST_MakePoint(cra - 180.0, p_dec), 4326)::public.geography"
-
-
 def _cone_impl() -> str:
     dist = _separation("lon1", "s1", "c1", "s.ra", 's."dec"')
     rest_z = ", ".join(f"z.{c}" for c in _REST)
     rest_s = ", ".join(f"s.{c}" for c in _REST)
     return _k(f"""
 -- astrodb.cone at the catalog epoch (no propagation). One static query, planned once per
--- session (generic plan): GiST index scan of the catalog's partition, exact cut, sort.
+-- session (generic plan): the HEALPix ranges of the disc, a range scan of the catalog's
+-- partition's (catalog_id, hpx29) index for each, exact cut, sort.
 CREATE FUNCTION astrodb._cone(p_catalog text, p_ra float8, p_dec float8, p_radius float8)
 RETURNS SETOF astrodb._source_row
 LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100
@@ -279,9 +434,8 @@ BEGIN{_check_cone_args("astrodb.cone", False)}
   RETURN QUERY
   SELECT z.source_id, z.ra, z."dec", z.distance, {rest_z}
     FROM (SELECT s.source_id, s.ra, s."dec", {dist} AS distance, {rest_s}
-            FROM astrodb.sources s
+            FROM {_in_ranges("cra", "p_dec", "least(p_radius + {PAD}, 180.0)")}
            WHERE s.catalog_id = cid
-             AND {_dwithin(_CONE_CENTRE, "(least(p_radius + {PAD}, 180.0) * {D2R}) * {SPHERE_M}")}
           OFFSET 0) z
    WHERE z.distance <= p_radius
    ORDER BY z.distance;
@@ -291,8 +445,7 @@ $fn$;
 
 
 def _cone_at_impl() -> str:
-    base = (f"SELECT {_BASE_COLS}\n  FROM astrodb.sources s\n WHERE s.catalog_id = k.id\n"
-            f"   AND {_dwithin(_CONE_CENTRE, _k('(pref * {D2R}) * {SPHERE_M}'))}")
+    base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref')}\n WHERE s.catalog_id = k.id"
     dist = _separation("lon1", "s1", "c1", "p.ra_t", "p.dec_t")
     rest = ", ".join(f"w.{c}" for c in _REST)
     return f"""
@@ -492,16 +645,14 @@ SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {REST_W}
            ELSE {PIPELINE} END,
       coalesce(array_to_string(terms, ' + '), '0'),
       {DIST})
-    USING cat.id, public.ST_SetSRID(public.ST_MakePoint(cra - 180.0, cdec), 4326)::public.geography,
-          (pref * {D2R}) * {SPHERE_M}, p_epoch, kk;
+    USING cat.id, cra, pref, p_epoch, kk, cdec;
 END
 $fn$;
 """  # noqa: E501 - wrapping these SQL lines would change the SQL the migrations froze
 
 
 def _footprint_impl() -> str:
-    base = (f"SELECT {_BASE_COLS} FROM astrodb.sources s WHERE s.catalog_id = $1 "
-            f"AND {_dwithin('$2', '$3')}")
+    base = f"SELECT {_BASE_COLS} FROM {_in_ranges('$2', '$6', '$3')} WHERE s.catalog_id = $1"
     dist = _separation("$5[10]", "$5[11]", "$5[12]", "m.ra_t", "m.dec_t")
 
     def lit(s: str) -> str:   # an SQL string literal holding s
@@ -617,6 +768,8 @@ DROP FUNCTION IF EXISTS astrodb.displacement_bound(float8, float8, float8, float
 DROP FUNCTION IF EXISTS astrodb._separation(float8, float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._pmsafe_seps(float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._wrap360(float8);
+DROP FUNCTION IF EXISTS astrodb._hpx_ranges(float8, float8, float8);
+DROP FUNCTION IF EXISTS astrodb.hpx_disc(int, float8, float8, float8);
 DROP TYPE IF EXISTS astrodb._source_row;
 DROP TYPE IF EXISTS astrodb.radec;
 """
@@ -689,8 +842,8 @@ def create_sql() -> str:
     str
         SQL statements, to run in one go on a store without them (see :func:`drop_sql`).
     """
-    return "\n".join([_helpers(), _propagate_checked(), _cone_impl(), _cone_at_impl(), _footprint_checked(),
-                      _wrappers()])
+    return "\n".join([_helpers(), _hpx_impl(), _propagate_checked(), _cone_impl(), _cone_at_impl(),
+                      _footprint_checked(), _wrappers()])
 
 
 def drop_sql() -> str:
