@@ -85,9 +85,11 @@ _PG_RECORD = ("int8send(source_id) || "
 
 
 def _pg_cap_records_sql(catalog: str) -> str:
+    # LATERAL: one index range scan per HEALPix range whatever the statistics say (measured: a
+    # plain join on a Gaia partition not yet analyzed read all of it, 1.7 s instead of ~1 ms).
     return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM astrodb._hpx_ranges(%s, %s, %s) r "
-            f"JOIN sources ON sources.hpx29 BETWEEN r.lo AND r.hi WHERE sources.catalog_id = {catalog} "
-            "GROUP BY sources.hpx29 >> 42")
+            f"CROSS JOIN LATERAL (SELECT * FROM sources WHERE sources.catalog_id = {catalog} "
+            "AND sources.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) sources GROUP BY sources.hpx29 >> 42")
 
 
 _PG_CAP_RECORDS_SQL = _pg_cap_records_sql("%s")

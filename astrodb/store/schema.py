@@ -4,7 +4,7 @@ The migrations in ``migrations/versions`` are the only source of the DDL; this m
 them for the query layer and a test checks that the two agree (Alembic's autogenerate compare).
 
 On PostgreSQL every table lives in the ``astrodb`` schema (the connection's search_path puts it
-first); ``sources.geog`` is a generated PostGIS geography point there, absent on SQLite.
+first). Both backends find a region's rows by HEALPix ranges of ``sources.hpx29`` (a btree).
 """
 from __future__ import annotations
 

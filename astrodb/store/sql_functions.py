@@ -221,11 +221,14 @@ def _separation(lon1: str, slat1: str, clat1: str, ra2: str, dec2: str) -> str:
         f"{slat1} * sin({dec2} * {{D2R}}) + {clat1} * cos({dec2} * {{D2R}}) * cos({ra2} * {{D2R}} - {lon1}))")
 
 
-def _in_ranges(ra: str, dec: str, radius: str) -> str:
-    """The pre-filter: the sources in the HEALPix ranges covering the disc (``astrodb._hpx_ranges``),
-    one range scan each of the (catalog_id, hpx29) index; ``s`` is the sources, ``r`` the ranges."""
+def _in_ranges(ra: str, dec: str, radius: str, catalog: str) -> str:
+    """The pre-filter: the sources of ``catalog`` in the HEALPix ranges covering the disc
+    (``astrodb._hpx_ranges``), one range scan each of the (catalog_id, hpx29) index; ``s`` is the
+    sources, ``r`` the ranges. LATERAL keeps that plan whatever the statistics say (measured: a
+    join planned on a Gaia partition not yet analyzed read all of it, 1.4 s instead of ~1 ms)."""
     return (f"astrodb._hpx_ranges({ra}, {dec}, {radius}) r\n"
-            f"  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi")
+            f"  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = {catalog}\n"
+            f"    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s")
 
 
 # --- HEALPix cover of a disc, in SQL -------------------------------------------------------------
@@ -434,8 +437,7 @@ BEGIN{_check_cone_args("astrodb.cone", False)}
   RETURN QUERY
   SELECT z.source_id, z.ra, z."dec", z.distance, {rest_z}
     FROM (SELECT s.source_id, s.ra, s."dec", {dist} AS distance, {rest_s}
-            FROM {_in_ranges("cra", "p_dec", "least(p_radius + {PAD}, 180.0)")}
-           WHERE s.catalog_id = cid
+            FROM {_in_ranges("cra", "p_dec", "least(p_radius + {PAD}, 180.0)", "cid")}
           OFFSET 0) z
    WHERE z.distance <= p_radius
    ORDER BY z.distance;
@@ -445,7 +447,7 @@ $fn$;
 
 
 def _cone_at_impl() -> str:
-    base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref')}\n WHERE s.catalog_id = k.id"
+    base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref', 'k.id')}"
     dist = _separation("lon1", "s1", "c1", "p.ra_t", "p.dec_t")
     rest = ", ".join(f"w.{c}" for c in _REST)
     return f"""
@@ -652,7 +654,7 @@ $fn$;
 
 
 def _footprint_impl() -> str:
-    base = f"SELECT {_BASE_COLS} FROM {_in_ranges('$2', '$6', '$3')} WHERE s.catalog_id = $1"
+    base = f"SELECT {_BASE_COLS} FROM {_in_ranges('$2', '$6', '$3', '$1')}"
     dist = _separation("$5[10]", "$5[11]", "$5[12]", "m.ra_t", "m.dec_t")
 
     def lit(s: str) -> str:   # an SQL string literal holding s

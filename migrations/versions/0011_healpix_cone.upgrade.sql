@@ -317,8 +317,8 @@ BEGIN
   SELECT z.source_id, z.ra, z."dec", z.distance, z.ra_error, z.dec_error, z.pmra, z.pmra_error, z.pmdec, z.pmdec_error, z.parallax, z.parallax_error, z.radial_velocity, z.radial_velocity_error, z.ref_epoch, z.mag, z.weight
     FROM (SELECT s.source_id, s.ra, s."dec", 57.29577951308232 * atan2(sqrt((cos(s."dec" * 0.017453292519943295) * sin(s.ra * 0.017453292519943295 - lon1))^2 + (c1 * sin(s."dec" * 0.017453292519943295) - s1 * cos(s."dec" * 0.017453292519943295) * cos(s.ra * 0.017453292519943295 - lon1))^2), s1 * sin(s."dec" * 0.017453292519943295) + c1 * cos(s."dec" * 0.017453292519943295) * cos(s.ra * 0.017453292519943295 - lon1)) AS distance, s.ra_error, s.dec_error, s.pmra, s.pmra_error, s.pmdec, s.pmdec_error, s.parallax, s.parallax_error, s.radial_velocity, s.radial_velocity_error, s.ref_epoch, s.mag, s.weight
             FROM astrodb._hpx_ranges(cra, p_dec, least(p_radius + 1e-07, 180.0)) r
-  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi
-           WHERE s.catalog_id = cid
+  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = cid
+    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s
           OFFSET 0) z
    WHERE z.distance <= p_radius
    ORDER BY z.distance;
@@ -400,8 +400,8 @@ BEGIN
          coalesce(q.radial_velocity, 0.0) * 3.3356409519815205e-06 AS _bsr
   FROM (SELECT s.source_id, s.ra, s."dec", s.ra_error, s.dec_error, s.pmra, s.pmra_error, s.pmdec, s.pmdec_error, s.parallax, s.parallax_error, s.radial_velocity, s.radial_velocity_error, s.ref_epoch, s.mag, s.weight
   FROM astrodb._hpx_ranges(cra, p_dec, pref) r
-  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi
- WHERE s.catalog_id = k.id) q
+  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = k.id
+    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s) q
   OFFSET 0) q
   OFFSET 0) q
   OFFSET 0) q
@@ -580,7 +580,8 @@ SELECT w.source_id, w.ra_t, w.dec_t, w.distance, w.ra_error, w.dec_error, w.pmra
         OFFSET 0) w
  ORDER BY w.distance$q$,
       CASE WHEN p_epoch IS NULL THEN 'SELECT q.*, q.ra AS ra_t, q."dec" AS dec_t FROM (' || 'SELECT s.source_id, s.ra, s."dec", s.ra_error, s.dec_error, s.pmra, s.pmra_error, s.pmdec, s.pmdec_error, s.parallax, s.parallax_error, s.radial_velocity, s.radial_velocity_error, s.ref_epoch, s.mag, s.weight FROM astrodb._hpx_ranges($2, $6, $3) r
-  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi WHERE s.catalog_id = $1' || ') q'
+  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = $1
+    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s' || ') q'
            ELSE 'SELECT q.*, astrodb._wrap360(CASE WHEN q._ok THEN q._ra2 ELSE q.ra END) AS ra_t,
        CASE WHEN q._ok THEN greatest(-90.0, least(90.0, q._dec2)) ELSE q."dec" END AS dec_t
   FROM (SELECT q.*,
@@ -606,7 +607,8 @@ SELECT w.source_id, w.ra_t, w.dec_t, w.distance, w.ra_error, w.dec_error, w.pmra
          3.261563777167434 / CASE WHEN (q.parallax * 1e-3) >= 461.03408236725033 * sqrt((q.pmra * 4.8481368110953594e-09) * (q.pmra * 4.8481368110953594e-09) + (q.pmdec * 4.8481368110953594e-09) * (q.pmdec * 4.8481368110953594e-09)) THEN greatest((q.parallax * 1e-3), 5e-07) ELSE greatest((q.parallax * 1e-3), 326.0 * astrodb._pmsafe_seps(q."dec" * 0.017453292519943295, (q.pmra * 4.8481368110953594e-09) / cos(q."dec" * 0.017453292519943295), (q.pmdec * 4.8481368110953594e-09)), 5e-07) END AS _g,
          coalesce(q.radial_velocity, 0.0) * 3.3356409519815205e-06 AS _bsr
   FROM (SELECT s.source_id, s.ra, s."dec", s.ra_error, s.dec_error, s.pmra, s.pmra_error, s.pmdec, s.pmdec_error, s.parallax, s.parallax_error, s.radial_velocity, s.radial_velocity_error, s.ref_epoch, s.mag, s.weight FROM astrodb._hpx_ranges($2, $6, $3) r
-  JOIN astrodb.sources s ON s.hpx29 BETWEEN r.lo AND r.hi WHERE s.catalog_id = $1) q
+  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = $1
+    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s) q
   OFFSET 0) q
   OFFSET 0) q
   OFFSET 0) q

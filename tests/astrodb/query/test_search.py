@@ -51,3 +51,34 @@ def test_fetch_cap_returns_the_stored_values_with_nulls_as_nan(db_factory):
         assert np.isnan(got["pmra"]).sum() == np.isnan(pm).sum() and np.isnan(got["radial_velocity"]).all()
     finally:
         store.close()
+
+
+def test_postgresql_cap_reads_one_index_range_per_healpix_range_without_statistics(db_factory, tmp_path):
+    """A partition the planner has no statistics for (a Gaia load in progress) is still read
+    through the (catalog_id, hpx29) btree, range by range, never in full."""
+    import pytest
+
+    from astrodb.query import search
+
+    store = db_factory.store()
+    if store.backend != "postgresql":
+        pytest.skip("PostgreSQL plans only")
+    n = 20_000
+    rng = np.random.default_rng(5)
+    Table({"source_id": np.arange(n), "ra": rng.uniform(10, 12, n), "dec": rng.uniform(-1, 1, n)}).write(
+        tmp_path / "c.ecsv")
+    store.ingest_catalog(tmp_path / "c.ecsv", "c", epoch=2016.0)
+    with store.engine.begin() as conn:
+        cat_id = conn.exec_driver_sql("SELECT id FROM catalogs WHERE name = 'c'").scalar_one()
+        part = f"sources_c{cat_id}"
+        conn.exec_driver_sql(f"DELETE FROM pg_statistic WHERE starelid = '{part}'::regclass")
+        conn.exec_driver_sql(f"UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = '{part}'::regclass")
+        cur = conn.connection.dbapi_connection.cursor()
+        cur.execute("EXPLAIN " + search._PG_CAP_RECORDS_SQL, (11.0, 0.0, 0.1, cat_id))
+        plan = "\n".join(r[0] for r in cur.fetchall())
+        got = search._pg_record_columns(conn.connection.dbapi_connection, (11.0, 0.0, 0.1, cat_id))
+    index_conds = [line for line in plan.splitlines() if "Index Cond" in line]
+    assert any("hpx29 >= r.lo" in line for line in index_conds) and "Seq Scan" not in plan, plan
+    rows = store.cone(11.0, 0.0, 0.1, catalog="c")
+    assert set(rows["source_id"]) <= set(got["source_id"]) and len(rows) > 10
+    store.close()

@@ -33,8 +33,7 @@ def test_migrations_match_the_query_layer_schema(store):
         ctx = MigrationContext.configure(conn, opts={
             "version_table_schema": PG_SCHEMA if pg else None,
             "include_object": lambda obj, name, type_, reflected, compare_to:
-                not (type_ == "column" and name == "geog") and not (type_ == "index" and name == "ix_sources_geog")
-                and not (type_ == "table" and (name in ("spatial_ref_sys", "alembic_version")
+                not (type_ == "table" and (name in ("spatial_ref_sys", "alembic_version")
                                                or name.startswith("sources_c")))  # catalog partitions
                 # PostgreSQL drops the per-row foreign-key checks of sources (migration 0006).
                 and not (pg and type_ == "foreign_key_constraint" and obj.parent.name == "sources"),
@@ -43,17 +42,44 @@ def test_migrations_match_the_query_layer_schema(store):
     assert diff == []
 
 
-def test_postgis_point_and_gist_index(store):
+def _geography(conn) -> tuple[int, list[str]]:
+    """(how many sources tables have a geog column, the GiST indexes of the astrodb schema)."""
+    cols = conn.execute(sa.text("SELECT count(*) FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid "
+                                "JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'astrodb' "
+                                "AND c.relkind IN ('r', 'p') AND a.attname = 'geog' AND NOT a.attisdropped")).scalar()
+    gist = conn.execute(sa.text("SELECT indexname FROM pg_indexes WHERE schemaname = 'astrodb' "
+                                "AND indexdef ILIKE '%USING gist%' ORDER BY 1")).scalars().all()
+    return cols, gist
+
+
+def test_migration_0012_drops_the_geography_column_and_its_gist_and_goes_down_and_up(db_factory, tmp_path):
+    """At head no sources table has a geography point or a GiST; down to 0011 they come back
+    (computed from ra/dec, indexed on the parent and each partition); cones agree throughout."""
+    from tests.support.synth import gaia_like
+
+    store = db_factory.store()
     if store.backend != "postgresql":
-        pytest.skip("PostGIS objects exist on PostgreSQL only")
+        pytest.skip("PostgreSQL only (migration 0012)")
+    gaia_like(3000, 45.0, 10.0, 2.0, seed=3).write(tmp_path / "c.ecsv")
+    store.ingest_catalog(tmp_path / "c.ecsv", "c")
+    want = sorted(store.cone(45.0, 10.0, 0.5, catalog="c")["source_id"])
+    assert len(want) > 50
     with store.engine.connect() as conn:
-        idx = conn.execute(sa.text(
-            "SELECT indexdef FROM pg_indexes WHERE schemaname = 'astrodb' AND indexname = 'ix_sources_geog'")).scalar()
-        assert "gist" in idx.lower()
-        kind = conn.execute(sa.text(
-            "SELECT attgenerated FROM pg_attribute WHERE attrelid = 'astrodb.sources'::regclass "
-            "AND attname = 'geog'")).scalar()
-        assert kind == "s"  # generated from ra/dec: cannot disagree with them
+        assert _geography(conn) == (0, [])
+    _downgrade(store.engine, "0011")
+    with store.engine.connect() as conn:
+        cols, gist = _geography(conn)
+        tree = conn.execute(sa.text("SELECT count(*) FROM pg_partition_tree('astrodb.sources')")).scalar()
+        assert cols == tree >= 2 and "ix_sources_geog" in gist and len(gist) == tree
+        near = conn.execute(sa.text(
+            "SELECT count(*) FROM astrodb.sources WHERE ST_DWithin(geog, ST_MakePoint(45.0 - 180.0, 10.0)::geography, "
+            "0.5 * pi() / 180 * 6371008.7714, false)")).scalar()
+    assert near == len(want)
+    assert store.init() == migrate.head_revision()
+    with store.engine.connect() as conn:
+        assert _geography(conn) == (0, [])
+    assert sorted(store.cone(45.0, 10.0, 0.5, catalog="c")["source_id"]) == want
+    store.close()
 
 
 def test_unreachable_store_is_a_clear_error(tmp_path):
