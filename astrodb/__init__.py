@@ -7,10 +7,10 @@
 >>> store.cone(269.45, 4.69, 0.1, catalog="mine", epoch=2025.0)
 """
 from .errors import (AstrodbError, CatalogExistsError, CatalogNotFoundError, ConfigError,
-                     IngestError, QueryError)
+                     IngestError, OutsideRegionError, QueryError)
 from .store.store import CatalogInfo, Store, connect
 
 __version__ = "0.1.0"
 
 __all__ = ["connect", "Store", "CatalogInfo", "AstrodbError", "ConfigError", "IngestError",
-           "CatalogExistsError", "CatalogNotFoundError", "QueryError", "__version__"]
+           "CatalogExistsError", "CatalogNotFoundError", "QueryError", "OutsideRegionError", "__version__"]

@@ -59,6 +59,11 @@ class QueryError(AstrodbError, ValueError):
     """A query's parameters are invalid (radius, position, region, epoch)."""
 
 
+class OutsideRegionError(QueryError):
+    """A query reaches outside the region a catalog was loaded for, or asks for an epoch its
+    region load is not exact at: it would return too few rows."""
+
+
 def one_line(exc: BaseException) -> str:
     """The first line of an error, of the driver's error for a database one (without
     SQLAlchemy's statement and background link; a wcslib error without its C call stack)."""

@@ -85,6 +85,12 @@ NOT_RUN = {
         "tests/astrodb/service/test_live_server.py",
     ("service.md", "export ASTROMETRIC_CATALOG_URL=http://127.0.0.1:8000      # before the pipeline starts"):
         "`strun tweakreg ...` is a JWST pipeline run against a served store (placeholder arguments)",
+    ("scaling.md", "astrodb ingest gaia ~/gaia/dr3/ --cone 269.45 4.69 30arcmin --epochs 2015 2030"):
+        "placeholder files (Gaia's bulk files, a public bucket, MOC and image files); every option runs on "
+        "generated bulk files in tests/astrodb/ingest/test_region_load.py::test_cli_region_options",
+    ("scaling.md", "from astrodb.query.regions import Cone"):
+        "placeholder paths, URL, MOC and WCSs; the same calls run on generated bulk files and HATS "
+        "catalogs in tests/astrodb/ingest/test_region_load.py",
 }
 
 

@@ -15,6 +15,7 @@ import sqlalchemy as sa
 from .. import AstrodbError, connect
 from ..epoch import DEFAULT_PM_PRIOR
 from ..errors import CatalogExistsError, QueryError
+from ..query.regions import image_shape
 from . import audit
 from .output import FORMATS, write_table
 
@@ -69,6 +70,23 @@ def _parser() -> argparse.ArgumentParser:
     gaia.add_argument("--catalog", help="catalog name (default gaia_<release>)")
     gaia.add_argument("--jobs", type=int, default=min(2, os.cpu_count() or 1),
                       help="processes reading files while one loads (default: %(default)s)")
+    where = gaia.add_argument_group(
+        "region (Gaia for your fields)",
+        "Load only the stars of a region, at the epochs you will query: only the files that can hold them "
+        "are read, and of them only the rows within the region widened by how far any star of the release "
+        "moves over the epochs. The catalog records the region: a query reaching outside it, or at another "
+        "epoch, is refused. Loads of other regions into the same catalog add to it; a load without a region "
+        "makes it unlimited. Give these options after the paths.")
+    one = where.add_mutually_exclusive_group()
+    one.add_argument("--cone", nargs=3, type=_angle_deg, metavar=("RA", "DEC", "RADIUS"),
+                     help="a cone: centre (deg or e.g. 17h57m48s) and radius (deg or e.g. 30arcmin)")
+    one.add_argument("--polygon", nargs="+", type=_angle_deg, metavar="RA1 DEC1",
+                     help="a spherical polygon: RA1 DEC1 RA2 DEC2 RA3 DEC3 ... (deg), great-circle edges")
+    one.add_argument("--moc", metavar="FILE", help="a MOC FITS file (e.g. your survey's coverage)")
+    one.add_argument("--wcs", nargs="+", metavar="FILE",
+                     help="FITS images (header WCS and NAXIS1/2): the union of their footprints")
+    where.add_argument("--epochs", nargs=2, metavar=("LO", "HI"),
+                       help="the epochs (Julian years or ISO times) queries will be made at (default 1990 2040)")
 
     sub.add_parser("catalogs", help="list catalogs", description="List catalogs: name, kind, epoch, rows, files.")
 
@@ -134,6 +152,28 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _load_region(args):
+    """The region of ``ingest gaia`` (None: the whole sky); errors name the option."""
+    from ..errors import IngestError
+    from ..ingest.region_select import LoadRegion
+
+    flag = next((f"--{name}" for name in ("cone", "polygon", "moc", "wcs") if getattr(args, name)), None)
+    if flag is None:
+        return None
+    try:
+        if args.cone:
+            return LoadRegion.from_cone(*args.cone)
+        if args.polygon:
+            if len(args.polygon) % 2 or len(args.polygon) < 6:
+                raise IngestError(f"give RA DEC pairs of at least 3 vertices, got {len(args.polygon)} number(s)")
+            return LoadRegion.create(np.array(args.polygon, float).reshape(-1, 2))
+        if args.moc:
+            return LoadRegion.from_moc_file(args.moc)
+        return LoadRegion.from_images(args.wcs)
+    except IngestError as exc:
+        raise IngestError(f"{flag}: {str(exc).replace('region: ', '', 1)}") from None
+
+
 def _region(args):
     if args.polygon:
         try:
@@ -150,7 +190,7 @@ def _region(args):
         header = fits.getheader(args.wcs, hdu)
     except (OSError, KeyError, IndexError) as exc:
         raise QueryError(f"{args.wcs}: cannot read FITS header {hdu!r}: {exc}") from None
-    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else _image_shape(header)
+    shape = tuple(int(v) for v in args.shape.split(",")) if args.shape else image_shape(header)
     if shape is None:
         raise QueryError(f"{args.wcs}: header has no image size (NAXIS1/NAXIS2, ZNAXIS1/ZNAXIS2 or "
                          f"IMAGEW/IMAGEH); give --shape NY,NX")
@@ -158,38 +198,6 @@ def _region(args):
         # A header-only file (NAXIS = 0) makes astropy warn that the WCS has more axes than the image.
         warnings.simplefilter("ignore", FITSFixedWarning)
         return WCS(header).celestial, shape
-
-
-def _positive_int(header, *names: str) -> int | None:
-    """The first of ``names`` that the header holds as a positive integer, else None."""
-    for name in names:
-        value = header.get(name)
-        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
-            return int(value)
-    return None
-
-
-def _image_shape(header) -> tuple[int, int] | None:
-    """Image shape (NY, NX) of a FITS header, as ``aligner.make_corrector`` reads it.
-
-    Parameters
-    ----------
-    header : astropy.io.fits.Header
-        Header holding the image WCS.
-
-    Returns
-    -------
-    tuple of int or None
-        From NAXIS1/NAXIS2, else ZNAXIS1/ZNAXIS2 (tile-compressed images seen raw), else
-        IMAGEW/IMAGEH (header-only files such as astrometry.net's); None when none is there.
-    """
-    # NAXISn count only when NAXIS says the HDU has two axes: a header-only file has NAXIS = 0.
-    if header.get("NAXIS", 0) >= 2:
-        nx, ny = _positive_int(header, "NAXIS1"), _positive_int(header, "NAXIS2")
-        if nx and ny:
-            return ny, nx
-    nx, ny = _positive_int(header, "ZNAXIS1", "IMAGEW"), _positive_int(header, "ZNAXIS2", "IMAGEH")
-    return (ny, nx) if nx and ny else None
 
 
 def _print_catalogs(store) -> None:
@@ -244,7 +252,10 @@ def main(argv=None) -> int:
         if args.command == "init":
             print(f"{store.url}: schema at revision {store.init()}")
         elif args.command == "ingest" and args.what == "gaia":
-            report = store.ingest_gaia(args.paths, args.release, catalog=args.catalog, jobs=args.jobs)
+            from ..ingest.region_select import check_epochs
+            epochs = None if args.epochs is None else check_epochs(args.epochs, "--epochs")
+            report = store.ingest_gaia(args.paths, args.release, catalog=args.catalog, jobs=args.jobs,
+                                       region=_load_region(args), epochs=epochs)
             print(report)
             return 0 if report.ok else 3
         elif args.command == "ingest":

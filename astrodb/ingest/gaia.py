@@ -32,10 +32,12 @@ from ..errors import IngestError
 from ..query.healpix import hpx29
 from ..store import partitions
 from ..store.schema import GAIA_CORRELATIONS, catalog_density, catalogs, source_files, sources
-from . import hats_reader
+from ..store import catalog_regions
+from . import hats_reader, region_select
 from .bulk import insert_columns
 from .density import add_counts
 from .catalog import LOAD_COLUMNS, motion_stats
+from .region_select import RegionOutcome, RowFilter
 from .table_reader import sha256_file
 
 #: release -> (catalog kind and default name, reference epoch in Julian years)
@@ -64,6 +66,8 @@ class GaiaIngestReport:
     release: str
     files: list[FileOutcome] = field(default_factory=list)
     seconds: float = 0.0
+    #: A region load: what it asked for, the files it did not read, and what the catalog records.
+    region: RegionOutcome | None = None
 
     def count(self, status: str) -> int:
         return sum(f.status == status for f in self.files)
@@ -82,6 +86,8 @@ class GaiaIngestReport:
         lines = [f"{self.catalog} ({self.release}): {self.count('loaded')} file(s) loaded ({self.rows:,} rows"
                  f"{rate}), {self.count('skipped')} already loaded, {self.count('failed')} failed"]
         lines += [f"  failed: {f.path}: {f.message}" for f in self.files if f.status == "failed"]
+        if self.region is not None:
+            lines.append(self.region.summary())
         return "\n".join(lines)
 
 
@@ -172,12 +178,15 @@ class PreparedFile:
         return len(self.columns["source_id"])
 
 
-def prepare_file(path: str, release: str | None, done: frozenset[str] = frozenset()) -> PreparedFile | FileOutcome:
+def prepare_file(path: str, release: str | None, done: frozenset[str] = frozenset(),
+                 row_filter: RowFilter | None = None) -> PreparedFile | FileOutcome:
     """Verify, read and sort one partition file (runs in a worker process).
 
     A file whose sha256 is in ``done`` (already in the catalog) is not parsed: a skipped outcome
     is returned, so a restarted run only hashes what it loaded before. A ``.parquet`` file is a
     HATS partition; a remote one (URL) is fetched once, hashed and parsed from memory.
+    ``row_filter`` (a region load, :class:`astrodb.ingest.region_select.RowFilter`) keeps only
+    its rows, and the file is recorded under its key for that cut.
     """
     from . import gaia_reader
 
@@ -186,7 +195,7 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
             raise IngestError("a remote file must be a HATS .parquet partition", source=path)
         data = hats_reader.read_bytes(path)
         sha, size = hashlib.sha256(data).hexdigest(), len(data)
-        if sha in done:
+        if sha in done or (row_filter is not None and row_filter.loaded(sha)):
             return FileOutcome(path, "skipped", 0, "already loaded")
         rows = hats_reader.read_hats_partition(path, release, data=data)
         del data  # the columns are decoded copies: free the file's bytes before sorting
@@ -196,7 +205,7 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
         if not p.is_file():
             raise IngestError("no such file", source=path)
         sha, size = sha256_file(p), p.stat().st_size
-        if sha in done:
+        if sha in done or (row_filter is not None and row_filter.loaded(sha)):
             return FileOutcome(path, "skipped", 0, "already loaded")
         if _is_parquet(p):
             rows = hats_reader.read_hats_partition(p, release)
@@ -204,6 +213,12 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
             gaia_reader.verify_md5(p)
             rows = gaia_reader.read_gaia_file(p, release=release)
     cols = rows.columns
+    if row_filter is not None:
+        keep = row_filter.mask(cols["ra"], cols["dec"], sha)
+        if not keep.any():  # read for the region's edge, but none of its rows is in it
+            return FileOutcome(path, "loaded", 0, "no row in the region")
+        cols = {name: values[keep] for name, values in cols.items()}
+        sha = row_filter.file_key(sha)
     pix = hpx29(cols["ra"], cols["dec"])
     order = np.argsort(pix, kind="stable")
     out = {name: np.ascontiguousarray(cols[name][order]) for name in GAIA_LOAD_COLUMNS
@@ -365,12 +380,12 @@ class Progress:
             self.stream.write("\n")
 
 
-def _prepared_stream(files: list[Unit], release: str | None, jobs: int,
-                     done: frozenset[str]) -> Iterator[tuple[Unit, PreparedFile | FileOutcome | Exception]]:
+def _prepared_stream(files: list[Unit], release: str | None, jobs: int, done: frozenset[str],
+                     row_filter=None) -> Iterator[tuple[Unit, PreparedFile | FileOutcome | Exception]]:
     if jobs <= 1:
         for f in files:
             try:
-                yield f, prepare_file(str(f), release, done)
+                yield f, prepare_file(str(f), release, done, row_filter)
             except IngestError as exc:
                 yield f, exc
         return
@@ -379,7 +394,7 @@ def _prepared_stream(files: list[Unit], release: str | None, jobs: int,
         pending: list = []
         it = iter(files)
         for f in it:
-            pending.append((f, pool.submit(prepare_file, str(f), release, done)))
+            pending.append((f, pool.submit(prepare_file, str(f), release, done, row_filter)))
             if len(pending) >= 2 * jobs:
                 break
         while pending:
@@ -390,7 +405,7 @@ def _prepared_stream(files: list[Unit], release: str | None, jobs: int,
                 result = exc
             nxt = next(it, None)
             if nxt is not None:
-                pending.append((nxt, pool.submit(prepare_file, str(nxt), release, done)))
+                pending.append((nxt, pool.submit(prepare_file, str(nxt), release, done, row_filter)))
             yield f, result
 
 
@@ -412,10 +427,16 @@ def _infer_release(files: list[Unit]) -> str:
 
 def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog: str | None = None,
                 jobs: int = 1, progress: bool | None = None,
-                on_file: Callable[[FileOutcome], None] | None = None) -> GaiaIngestReport:
+                on_file: Callable[[FileOutcome], None] | None = None,
+                region=None, epochs=None) -> GaiaIngestReport:
     """Load Gaia partition files into the release's catalog; see :meth:`Store.ingest_gaia`."""
     if not (isinstance(jobs, (int, np.integer)) and not isinstance(jobs, bool) and jobs >= 1):
         raise IngestError(f"jobs must be an integer >= 1 (worker processes), got {jobs!r}")
+    wanted = None if region is None else region_select.LoadRegion.create(region)
+    if wanted is None and epochs is not None:
+        raise IngestError("epochs: they apply to a region load (give region=, or --cone/--polygon/--moc/--wcs)")
+    span = None if wanted is None else region_select.check_epochs(
+        region_select.DEFAULT_EPOCHS if epochs is None else epochs)
     units = _expand(paths)
     files = [unit for unit, _ in units]
     sizes = {str(unit): size for unit, size in units}
@@ -426,12 +447,26 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
     else:
         release = _infer_release(files)
     name = catalog or RELEASES[release][0]
+    selection = None
+    if wanted is not None:  # chosen before anything is written: a bad region leaves no trace
+        sky = any(not any(ch in os.fspath(p) for ch in "*?[") and hats_reader.is_hats_catalog(p) for p in paths)
+        selection = region_select.select(files, wanted, release, RELEASES[release][1], span, sky)
+        files = selection.read
     cat_id, created = _ensure_catalog(engine, name, release)
     with engine.connect() as conn:
         done = frozenset(conn.execute(sa.select(source_files.c.sha256).where(
             source_files.c.catalog_id == cat_id)).scalars())
+        earlier = tuple(catalog_regions.cuts(conn, cat_id))
+    catalog_regions.start(engine, cat_id, created, selection)
+    row_filter = None
+    if selection is not None:
+        row_filter = RowFilter(selection.key, selection.cells, earlier, done)
+    elif earlier:  # whole files into a catalog holding pieces of some: each row once
+        row_filter = RowFilter(None, None, earlier, done)
     report = GaiaIngestReport(name, release)
-    bar = Progress(len(files), sum(sizes.values()), enabled=progress)
+    if selection is not None:
+        report.region = RegionOutcome.of(selection)
+    bar = Progress(len(files), sum(sizes[str(f)] for f in files), enabled=progress)
     t0 = time.monotonic()
 
     def finish(f, outcome: FileOutcome) -> None:
@@ -442,7 +477,12 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
 
     parallel = jobs > 1 and engine.dialect.name == "postgresql"
     try:
-        _load_all(engine, cat_id, files, release, jobs, done, parallel, finish)
+        _load_all(engine, cat_id, files, release, jobs, done, parallel, finish, row_filter=row_filter)
+        if report.ok and not (created and report.count("loaded") == 0):  # (else the catalog goes)
+            # Every file loaded: the catalog now holds all of the region's rows.
+            catalog_regions.finish(engine, cat_id, selection)
+            if report.region is not None:
+                report.region.recorded = True
     finally:
         if created and report.count("loaded") == 0:
             try:
@@ -471,11 +511,12 @@ def _worker_engine(url: str) -> sa.Engine:
     return engine
 
 
-def prepare_and_load(url: str, cat_id: int, path: str, release: str, done: frozenset[str] = frozenset()) -> FileOutcome:
+def prepare_and_load(url: str, cat_id: int, path: str, release: str, done: frozenset[str] = frozenset(),
+                     row_filter=None) -> FileOutcome:
     """One file, start to end, in a worker process: read and sort it, then COPY it on the
     worker's own connection in its own transaction (PostgreSQL)."""
     try:
-        prepared = prepare_file(path, release, done)
+        prepared = prepare_file(path, release, done, row_filter)
     except IngestError as exc:
         return FileOutcome(path, "failed", 0, str(exc))
     return _load_or_refuse(_worker_engine(url), cat_id, prepared, release)
@@ -491,7 +532,7 @@ def _load_or_refuse(engine: sa.Engine, cat_id: int, prepared: PreparedFile | Fil
 
 
 def _load_all(engine: sa.Engine, cat_id: int, files: list, release: str, jobs: int, done: frozenset,
-              parallel: bool, finish: Callable) -> None:
+              parallel: bool, finish: Callable, row_filter=None) -> None:
     """Prepare every file (``jobs`` workers) and load each, calling ``finish(file, outcome)``.
 
     PostgreSQL with ``jobs > 1``: each worker reads a file and COPYs it itself, so reading and
@@ -502,7 +543,7 @@ def _load_all(engine: sa.Engine, cat_id: int, files: list, release: str, jobs: i
     if parallel:
         url = engine.url.render_as_string(hide_password=False)
         with ProcessPoolExecutor(max_workers=jobs) as pool:
-            futures = [(f, pool.submit(prepare_and_load, url, cat_id, str(f), release, done))
+            futures = [(f, pool.submit(prepare_and_load, url, cat_id, str(f), release, done, row_filter))
                        for f in files]
             try:
                 for f, fut in futures:
@@ -511,7 +552,7 @@ def _load_all(engine: sa.Engine, cat_id: int, files: list, release: str, jobs: i
                 pool.shutdown(wait=True, cancel_futures=True)  # files in flight finish or roll back
                 raise
         return
-    for f, prepared in _prepared_stream(files, release, jobs, done):
+    for f, prepared in _prepared_stream(files, release, jobs, done, row_filter):
         if isinstance(prepared, Exception):
             finish(f, FileOutcome(str(f), "failed", 0, str(prepared)))
         else:

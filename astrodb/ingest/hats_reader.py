@@ -12,6 +12,9 @@ Layout of a catalog (a local directory or an fsspec URL: ``s3://``, ``https://``
     <catalog>/dataset/Norder=K/Dir=D/Npix=N.parquet     D = N // 10000 * 10000
     <catalog>/dataset/Norder=K/Dir=D/Npix=N/*.parquet   (newer HATS: a partition split in files)
 
+A HATS collection (``<collection>/collection.properties``, read with hats' own model of it)
+stands for its main catalog, ``hats_primary_table_url`` (relative to the collection or absolute).
+
 Each partition holds rows whose order-K nested HEALPix pixel is N, an order-29 nested
 ``_healpix_29`` column and the gaia_source columns (lowercase names). Only the columns the store
 needs are read (Parquet column projection: over a URL only their byte ranges are fetched, unless
@@ -35,16 +38,19 @@ import pyarrow as pa
 import pyarrow.csv as pacsv
 import pyarrow.parquet as pq
 
-from ..errors import IngestError
+from ..errors import IngestError, one_line
 from . import gaia_reader
 from .gaia_reader import GaiaRows
 
 __all__ = ["is_hats_catalog", "hats_partitions", "hats_partition_sizes", "hats_release",
-           "partition_release", "read_hats_partition", "read_bytes", "is_remote", "local_path"]
+           "partition_release", "read_hats_partition", "read_bytes", "is_remote", "local_path",
+           "is_hats_collection", "resolve_catalog", "partition_path_match"]
 
 #: Properties file names, newest first.
 PROPERTIES_FILES: tuple[str, ...] = ("hats.properties", "properties")
 PARTITION_INFO = "partition_info.csv"
+#: A HATS collection's properties: ``hats_primary_table_url`` names its main catalog.
+COLLECTION_PROPERTIES = "collection.properties"
 DATASET_DIR = "dataset"
 #: Properties that may name the catalog (and so its Gaia release), in order of precedence.
 _NAME_KEYS = ("obs_collection", "hats_catalog_name", "catalog_name", "obs_title", "publisher_did")
@@ -143,9 +149,53 @@ def read_bytes(path_or_url: str | os.PathLike) -> bytes:
 
 # --- catalog metadata --------------------------------------------------------------------------
 
+def is_hats_collection(path_or_url: str | os.PathLike) -> bool:
+    """Whether ``path_or_url`` is a HATS collection: a directory holding ``collection.properties``
+    (and no catalog of its own), whose ``hats_primary_table_url`` names its main catalog."""
+    w = _where(path_or_url)
+    if w.fs is None and not os.path.isdir(w.path):
+        return False
+    return _isfile(w.join(COLLECTION_PROPERTIES)) and not _isfile(w.join(PARTITION_INFO))
+
+
+def resolve_catalog(path_or_url: str | os.PathLike) -> str:
+    """The catalog a location holds: a collection's main catalog (its ``hats_primary_table_url``,
+    relative to the collection or absolute), else the location itself.
+
+    Raises
+    ------
+    IngestError
+        Naming the collection: its properties are not a valid HATS collection's.
+    """
+    text = os.fspath(path_or_url)
+    if not is_hats_collection(text):
+        return text
+    w = _where(text)
+    from hats.catalog.dataset.collection_properties import CollectionProperties
+
+    data = _read(w.join(COLLECTION_PROPERTIES)).decode("utf-8", "replace")
+    try:  # hats' own model of the file: the required keys and their checks
+        props = CollectionProperties(**_parse_properties(data))
+    except Exception as exc:  # noqa: BLE001 - pydantic's ValidationError and the like
+        raise IngestError(f"not a valid HATS collection ({one_line(exc)})",
+                          source=w.join(COLLECTION_PROPERTIES).url) from None
+    primary = props.hats_primary_table_url
+    if _URL.match(primary) or os.path.isabs(primary):
+        return primary  # as hats resolves it: an absolute location is used as it is
+    inner = w.join(*[part for part in primary.replace("\\", "/").split("/") if part])
+    return inner.url if inner.fs is not None else inner.path
+
+
+def partition_path_match(path_or_url: str):
+    """The match of a HATS partition file's path (``.../dataset/Norder=K/Dir=D/Npix=N.parquet``
+    or a file of ``Npix=N/``); None for any other path."""
+    return _PARTITION_PATH.match(os.fspath(path_or_url))
+
+
 def is_hats_catalog(path_or_url: str | os.PathLike) -> bool:
     """Whether ``path_or_url`` is a HATS catalog directory: it holds ``hats.properties`` (or the
-    older ``properties``) and ``partition_info.csv``.
+    older ``properties``) and ``partition_info.csv``, or it is a HATS collection whose main
+    catalog is one.
 
     Parameters
     ----------
@@ -166,7 +216,12 @@ def is_hats_catalog(path_or_url: str | os.PathLike) -> bool:
     w = _where(path_or_url)
     if w.fs is None and not os.path.isdir(w.path):
         return False
-    return _isfile(w.join(PARTITION_INFO)) and any(_isfile(w.join(name)) for name in PROPERTIES_FILES)
+    if _isfile(w.join(PARTITION_INFO)) and any(_isfile(w.join(name)) for name in PROPERTIES_FILES):
+        return True
+    if is_hats_collection(path_or_url):
+        inner = resolve_catalog(path_or_url)
+        return inner != os.fspath(path_or_url) and is_hats_catalog(inner)
+    return False
 
 
 def _parse_properties(text: str) -> dict[str, str]:
@@ -213,7 +268,7 @@ def hats_release(path_or_url: str | os.PathLike) -> str | None:
     IngestError
         The catalog has no properties file or it cannot be read.
     """
-    props = _properties(_where(path_or_url))
+    props = _properties(_where(resolve_catalog(path_or_url)))
     for key in _NAME_KEYS:
         m = _RELEASE.search(props.get(key, ""))
         if m:
@@ -302,7 +357,7 @@ def _lookup(w: _Where, listing: dict[str, int], by_dir: dict[str, list[str]]) ->
 
 def hats_partition_sizes(path_or_url: str | os.PathLike) -> list[tuple[str, int]]:
     """Every partition file of a HATS catalog with its size in bytes; see :func:`hats_partitions`."""
-    w = _where(path_or_url)
+    w = _where(resolve_catalog(path_or_url))
     pixels = _partition_pixels(w)
     listing = _listing(w)
     by_dir: dict[str, list[str]] = {}

@@ -258,6 +258,38 @@ class WCSFootprint:
         return inside
 
 
+def _positive_int(header, *names: str) -> int | None:
+    """The first of ``names`` that the header holds as a positive integer, else None."""
+    for name in names:
+        value = header.get(name)
+        if isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value > 0:
+            return int(value)
+    return None
+
+
+def image_shape(header) -> tuple[int, int] | None:
+    """Image shape (NY, NX) of a FITS header, as ``aligner.make_corrector`` reads it.
+
+    Parameters
+    ----------
+    header : astropy.io.fits.Header
+        Header holding the image WCS.
+
+    Returns
+    -------
+    tuple of int or None
+        From NAXIS1/NAXIS2, else ZNAXIS1/ZNAXIS2 (tile-compressed images seen raw), else
+        IMAGEW/IMAGEH (header-only files such as astrometry.net's); None when none is there.
+    """
+    # NAXISn count only when NAXIS says the HDU has two axes: a header-only file has NAXIS = 0.
+    if header.get("NAXIS", 0) >= 2:
+        nx, ny = _positive_int(header, "NAXIS1"), _positive_int(header, "NAXIS2")
+        if nx and ny:
+            return ny, nx
+    nx, ny = _positive_int(header, "ZNAXIS1", "IMAGEW"), _positive_int(header, "ZNAXIS2", "IMAGEH")
+    return (ny, nx) if nx and ny else None
+
+
 def make_region(region):
     """Normalize a footprint ``region`` argument to a region object.
 

@@ -44,6 +44,8 @@ class CatalogStats:
     parallax_max: float
     epoch_min: float | None
     epoch_max: float | None
+    #: Loaded for a region (:mod:`astrodb.query.region_limits`): queries are checked against it.
+    limited: bool = False
 
 
 def prefilter_radius(stats: CatalogStats, radius_deg: float, epoch: float | None,
@@ -94,7 +96,12 @@ def _pg_cap_records_sql(catalog: str) -> str:
 
 _PG_CAP_RECORDS_SQL = _pg_cap_records_sql("%s")
 # The catalog by name: one round trip less where its statistics are not needed (the service).
-_PG_CAP_RECORDS_BY_NAME_SQL = _pg_cap_records_sql("(SELECT id FROM catalogs WHERE name = %s)")
+# A catalog limited to a region (CatalogStats.limited) gives no rows here: its queries take the
+# checked way.
+_PG_CAP_RECORDS_BY_NAME_SQL = _pg_cap_records_sql(
+    "(SELECT id FROM catalogs WHERE name = %s AND (NOT EXISTS (SELECT 1 FROM catalog_regions r "
+    "WHERE r.catalog_id = catalogs.id) OR EXISTS (SELECT 1 FROM catalog_regions r WHERE r.catalog_id = "
+    "catalogs.id AND r.full_sky AND r.complete)))")
 _PG_RECORD_DTYPE = np.dtype([("source_id", ">i8")] + [(name, ">f8") for name in _FETCHED[1:]])
 
 
@@ -211,7 +218,8 @@ def search_columns_by_name(conn: sa.Connection, catalog: str, region, *, columns
     """:func:`search_columns` at the catalog's own epochs on PostgreSQL, the catalog given by
     name: its statistics are not needed then, so the lookup and the pre-filter are one statement.
 
-    An empty result is an empty region or an unknown catalog: the caller tells them apart.
+    An empty result is an empty region, an unknown catalog or one with region rows
+    (:mod:`astrodb.store.catalog_regions`): the caller tells them apart.
     """
     cra, cdec, crad = region.cap
     data = fetch_cap_by_name(conn, catalog, cra, cdec, min(crad + _PAD_DEG, 180.0))

@@ -8,8 +8,8 @@ first). Both backends find a region's rows by HEALPix ranges of ``sources.hpx29`
 """
 from __future__ import annotations
 
-from sqlalchemy import (JSON, BigInteger, Column, DateTime, Double, ForeignKey, Integer, LargeBinary, MetaData,
-                        SmallInteger, String, Table, Text, UniqueConstraint, Index)
+from sqlalchemy import (JSON, BigInteger, Boolean, Column, DateTime, Double, ForeignKey, Integer, LargeBinary,
+                        MetaData, SmallInteger, String, Table, Text, UniqueConstraint, Index, false)
 
 #: Order of the nested HEALPix index stored with every source (as in HATS' ``_healpix_29``).
 HEALPIX_ORDER = 29
@@ -111,6 +111,34 @@ catalog_density = Table(
     Column("norder", SmallInteger, primary_key=True, comment="HEALPix order, nested scheme"),
     Column("pixel", BigInteger, primary_key=True),
     Column("count", BigInteger, nullable=False, comment="sources whose ra/dec fall in the pixel"),
+)
+
+# Migration 0013: the regions a catalog was loaded for (astrodb.store.catalog_regions). A catalog
+# without rows here, or with a complete full-sky one, is unlimited; otherwise queries must stay
+# inside the union of its complete rows' ``claimed`` cells at their epochs.
+catalog_regions = Table(
+    "catalog_regions", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("cut_key", String(64), nullable=False,
+           comment="sha256 of the cut (cells, epochs); a file loaded with it is recorded as sha256(file sha256:cut_key)"),
+    Column("description", Text, nullable=False, comment="the region as asked for, e.g. --cone 10 20 1 deg"),
+    Column("full_sky", Boolean, nullable=False, server_default=false(), comment="a load without a region"),
+    Column("epoch_lo", Double, comment="Julian year: queries are exact from"),
+    Column("epoch_hi", Double, comment="Julian year: queries are exact to"),
+    Column("ref_epoch", Double, comment="the release's reference epoch, Julian year"),
+    Column("pad_deg", Double, comment="the region's widening: the largest displacement over the epochs"),
+    Column("pm_max", Double, comment="the displacement bound's proper motion, mas/yr"),
+    Column("radial_rate_max", Double, comment="the displacement bound's |v_r|/distance, 1/yr"),
+    Column("parallax_max", Double, comment="the displacement bound's parallax, mas"),
+    Column("norder", SmallInteger, comment="HEALPix order (nested) of cells and claimed"),
+    Column("cells", LargeBinary, comment="the cut, the rows kept: [lo, hi) cell ranges, little-endian int64 pairs"),
+    Column("claimed", LargeBinary, comment="the part of the cut all of whose rows are loaded (same encoding)"),
+    Column("complete", Boolean, nullable=False, server_default=false(),
+           comment="every file of a load with this cut was loaded: claimed counts"),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+    Column("completed_at", DateTime(timezone=True)),
+    UniqueConstraint("catalog_id", "cut_key", name="uq_catalog_regions_catalog_cut"),
 )
 
 prov_runs = Table(

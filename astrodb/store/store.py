@@ -17,10 +17,13 @@ from ..query.columns import SourceColumns
 from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .engine import create_store_engine
-from .schema import DENSITY_ORDER, catalog_density, catalogs, source_files, sources
+from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, source_files, sources
 
 
-_STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min, epoch_max "
+# ``limited``: loaded for a region, and not (yet) for the whole sky (astrodb.store.catalog_regions).
+_STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min, epoch_max, "
+              "EXISTS (SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id) AND NOT EXISTS "
+              "(SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id AND r.full_sky AND r.complete) "
               "FROM catalogs WHERE name = ")
 
 
@@ -139,7 +142,7 @@ class Store:
         row = conn.exec_driver_sql(_STATS_SQL + mark, (name,)).first()  # hot path: no SQL compilation
         if row is None:
             raise CatalogNotFoundError(self._not_found(name))
-        return CatalogStats(*row)
+        return CatalogStats(*row[:-1], limited=bool(row[-1]))
 
     def density(self, name: str, order: int = DENSITY_ORDER) -> Table:
         """Catalog ``name``'s rows per HEALPix pixel (nested), as every load keeps them.
@@ -196,6 +199,7 @@ class Store:
                 conn.execute(sources.delete().where(sources.c.catalog_id == stats.id))
             conn.execute(source_files.delete().where(source_files.c.catalog_id == stats.id))
             conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == stats.id))
+            conn.execute(catalog_regions.delete().where(catalog_regions.c.catalog_id == stats.id))
             conn.execute(catalogs.delete().where(catalogs.c.id == stats.id))
         return int(n)
 
@@ -247,7 +251,7 @@ class Store:
             return ingest_rows(conn, rows, name, description=description)
 
     def ingest_gaia(self, paths, release: str | None = None, *, catalog: str | None = None, jobs: int = 1,
-                    progress: bool | None = None):
+                    progress: bool | None = None, region=None, epochs=None):
         """Load Gaia archive bulk partition files (DR1, DR2, EDR3, DR3) or a HATS catalog of Gaia
         rows into a release catalog.
 
@@ -257,8 +261,9 @@ class Store:
             Files (``GaiaSource_*.csv.gz``, ``TgasSource_*.csv.gz``), directories holding them,
             or glob patterns. ``_MD5SUM.txt`` beside the files is checked when present. A HATS
             catalog (a directory or fsspec URL with ``hats.properties``/``properties`` and
-            ``partition_info.csv``) loads its ``dataset/Norder=K/Dir=D/Npix=N.parquet`` partitions,
-            each one a unit like a CSV file (remote ones are fetched once, hashed, parsed in memory).
+            ``partition_info.csv``, or a HATS collection naming one) loads its
+            ``dataset/Norder=K/Dir=D/Npix=N.parquet`` partitions, each one a unit like a CSV file
+            (remote ones are fetched once, hashed, parsed in memory).
         release : {"dr1", "dr2", "edr3", "dr3"}, optional
             Inferred from the first file when not given.
         catalog : str, optional
@@ -267,12 +272,33 @@ class Store:
             Worker processes reading files while the main process loads (2 on 2 cores).
         progress : bool, optional
             Progress line on stderr; default: only when stderr is a terminal.
+        region : optional
+            Load only the stars of a region: a :class:`~astrodb.query.regions.Cone` (or
+            ``LoadRegion.from_cone(ra, dec, radius)``, degrees or angles), a polygon (``(n, 2)``
+            vertices in degrees, SkyCoord, :class:`~astrodb.query.regions.Polygon`), a MOC (a
+            ``mocpy.MOC`` or a MOC FITS file), or images: a FITS file, ``(wcs, (ny, nx))``, a
+            WCSFootprint, or a list of them (their footprints' union). Only the files that can
+            hold its stars are read (bulk files by the HEALPix ranges in their names, HATS
+            partitions by their pixels), and of them only the rows within the region widened by
+            the farthest any star of the release moves over ``epochs``. The catalog records the
+            region: a later query reaching outside it, or at an epoch outside ``epochs``, raises
+            :class:`~astrodb.errors.OutsideRegionError`; later loads add their regions, a load
+            without a region makes the catalog unlimited.
+        epochs : (lo, hi), optional
+            With ``region``: the epochs (Julian years, ``'J2030'``, ISO times) queries will be
+            made at; default :data:`~astrodb.ingest.region_select.DEFAULT_EPOCHS` (1990, 2040).
 
         Returns
         -------
         astrodb.ingest.gaia.GaiaIngestReport
             Per file: loaded, skipped (already loaded: a rerun resumes) or failed (with why).
             Each file is one transaction, so a failed or interrupted file leaves nothing behind.
+            For a region load, ``region`` says which files were not read and what was recorded.
+
+        Raises
+        ------
+        IngestError
+            No such file, unknown release, a bad ``region`` or ``epochs`` (named).
         """
         from ..ingest.gaia import ingest_gaia
 
@@ -282,7 +308,8 @@ class Store:
         self._require_schema()
         if isinstance(paths, (str, bytes)) or not hasattr(paths, "__iter__"):
             paths = [paths]
-        return ingest_gaia(self.engine, paths, release, catalog=catalog, jobs=jobs, progress=progress)
+        return ingest_gaia(self.engine, paths, release, catalog=catalog, jobs=jobs, progress=progress,
+                           region=region, epochs=epochs)
 
     # -- queries --------------------------------------------------------------------------
     def cone(self, ra, dec, radius, *, catalog: str, epoch=None, observer=None, columns=None,
@@ -374,11 +401,28 @@ class Store:
             if jy is None and obs is None and conn.dialect.name == "postgresql":
                 # At the catalog's own epochs the motion statistics are not needed: one round trip.
                 found = search_columns_by_name(conn, catalog, region, columns=columns, pm_prior=pm_prior)
-                if len(found) == 0:
-                    self._stats(conn, catalog)     # an empty region, or CatalogNotFoundError
-                return found
-            stats = self._stats(conn, catalog)   # CatalogNotFoundError for an unknown name
+                if len(found):
+                    return found
+                stats = self._stats(conn, catalog)     # an empty region, or CatalogNotFoundError
+                if not stats.limited:
+                    return found
+            else:
+                stats = self._stats(conn, catalog)   # CatalogNotFoundError for an unknown name
+            if stats.limited:
+                self._check_region(conn, stats, region, jy, obs)
             return search_columns(conn, stats, region, epoch=jy, observer=obs, columns=columns, pm_prior=pm_prior)
+
+    @staticmethod
+    def _check_region(conn: sa.Connection, stats: CatalogStats, region, epoch: float | None,
+                      observer: np.ndarray | None) -> None:
+        """OutsideRegionError unless the query is exact on a catalog loaded for a region."""
+        from ..query.region_limits import check
+        from .catalog_regions import read_limits
+
+        limits_ = read_limits(conn, stats.id, stats.name)
+        if limits_ is not None:
+            distance = 0.0 if observer is None or epoch is None else float(np.linalg.norm(observer))
+            check(limits_, region, epoch, distance)
 
 
 def connect(url: str | None = None) -> Store:

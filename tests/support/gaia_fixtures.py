@@ -564,6 +564,60 @@ def write_dr1_partition(directory, n: int = 1000, seed: int = 0, *, tgas: bool =
     return write_partition(directory, "dr1", gaia_rows("dr1", n, seed, real=real, tgas=tgas), tgas=tgas, **kw)
 
 
+def relocated(release: str, rows: pa.Table, ra: np.ndarray, dec: np.ndarray, seed: int = 0, *,
+              id_ra: np.ndarray | None = None, id_dec: np.ndarray | None = None) -> pa.Table:
+    """``rows`` moved to (``ra``, ``dec``) (degrees at the reference epoch), with new source ids
+    whose HEALPix level-12 pixel is that of (``id_ra``, ``id_dec``), by default the positions
+    themselves (Gaia's ids keep where a source was when its record was made); sorted by id."""
+    rng = np.random.default_rng(seed)
+    ra, dec = np.asarray(ra, float) % 360.0, np.asarray(dec, float)
+    sid = _source_ids(ra if id_ra is None else np.asarray(id_ra, float) % 360.0,
+                      dec if id_dec is None else np.asarray(id_dec, float), rng)
+    cols = {"ra": _as_text(ra, "f8"), "dec": _as_text(dec, "f8"), "source_id": _as_text(sid, "i8")}
+    if release in DESIGNATION:
+        cols["designation"] = pc.binary_join_element_wise(DESIGNATION[release], cols["source_id"], " ")
+    table = rows
+    for name, values in cols.items():
+        table = table.set_column(table.column_names.index(name), name, values)
+    return table.take(pa.array(np.argsort(sid, kind="stable")))
+
+
+def with_motion(rows: pa.Table, index: int, pmra: float, pmdec: float) -> pa.Table:
+    """``rows`` with row ``index`` given this proper motion (mas/yr) and a 5-parameter solution."""
+    out = rows
+    for name, value in (("pmra", pmra), ("pmdec", pmdec), ("parallax", 5.0), ("pmra_error", 0.05),
+                        ("pmdec_error", 0.05), ("parallax_error", 0.05), ("astrometric_params_solved", 31)):
+        if name not in out.column_names:
+            continue
+        values = out[name].to_pylist()
+        values[index] = str(value)
+        out = out.set_column(out.column_names.index(name), name, pa.array(values, pa.string()))
+    return out
+
+
+def write_bulk_by_pixels(directory, release: str, rows: pa.Table, files: int) -> list[Path]:
+    """``rows`` as bulk files that tile the sky by HEALPix level-8 ranges of their source ids, as the
+    archive's EDR3/DR3 files (``GaiaSource_<first>-<last>.csv.gz``, pixels first..last) or DR2's
+    (``GaiaSource_<first source_id>_<last source_id>.csv.gz``) do: ``files`` files, each holding
+    the rows of a run of the occupied pixels."""
+    sid = rows["source_id"].to_numpy().astype(np.int64)
+    pix = sid >> 43
+    occupied = np.unique(pix)
+    groups = np.array_split(occupied, min(files, len(occupied)))
+    out = []
+    for k, group in enumerate(groups):
+        first = 0 if k == 0 else int(group[0])
+        last = 12 * 4 ** 8 - 1 if k == len(groups) - 1 else int(groups[k + 1][0]) - 1
+        part = rows.filter(pa.array((pix >= first) & (pix <= last)))
+        if release == "dr2":
+            ids = part["source_id"].to_numpy().astype(np.int64)
+            name = f"GaiaSource_{ids.min()}_{ids.max()}.csv.gz"
+        else:
+            name = f"GaiaSource_{first:06d}-{last:06d}.csv.gz"
+        out.append(write_partition(directory, release, part, name=name))
+    return out
+
+
 def file_md5(path) -> str:
     h = hashlib.md5()
     with open(path, "rb") as f:
