@@ -194,8 +194,8 @@ class State:
 
 
 def disk_used() -> int:
-    s = shutil.disk_usage(ROOT)
-    return s.total - s.free
+    """Bytes used on the repository's file system (as df's Used column)."""
+    return shutil.disk_usage(ROOT).used
 
 
 # -- phases ---------------------------------------------------------------------------------
@@ -245,6 +245,7 @@ class Bench:
         store = self.store()
         FILES.mkdir(parents=True, exist_ok=True)
         peak = S.get("peak_disk", 0)
+        S.setdefault("disk_before", disk_used())
         try:
             for k in range(len(done), len(batches)):
                 for old in FILES.glob("*"):
@@ -346,6 +347,7 @@ class Bench:
                 if key != "analyze":
                     index = "astrodb.bench_geog" if key == "postgis" else "astrodb.bench_q3c"
                     S[key]["bytes"] = c.execute("SELECT pg_relation_size(%s::regclass)", (index,)).fetchone()[0]
+                S["disk_after"] = disk_used()
                 self.state.save()
                 log(f"  {S[key]['s']:.0f} s")
 
@@ -429,7 +431,8 @@ class Bench:
     def report(self) -> str:
         S, a = self.state, self.args
         L = ["## Gaia at scale (`bench/bench_scale.py`)", "",
-             f"- Command: `{command_line('bench/bench_scale.py', a, {'--pg': 'URL'})}`",
+             "- Commands (resumed by phase): " + "; ".join(
+                 f"`{c}`" for c in S["meta"].get("commands") or [".venv/bin/python bench/bench_scale.py"]),
              f"- Machine: {S['meta'].get('machine')}",
              f"- Code: {S['meta'].get('code')}; schema revision {S['meta'].get('revision')}", ""]
         ld = S["load"]
@@ -444,7 +447,9 @@ class Bench:
                   f"On disk: {last['total'] / 1e9:.1f} GB = **{last['total'] / rows:.0f} B/row** (heap "
                   f"{last['heap'] / rows:.0f}, indexes {last['indexes'] / rows:.0f}: "
                   + ", ".join(f"{k} {v / rows:.0f}" for k, v in last['per_index'].items()) +
-                  f"). Peak disk used by the machine {ld.get('peak_disk', 0) / 1e9:.1f} GB.", ""]
+                  f"). Disk used on the machine: {ld.get('disk_before', 0) / 1e9:.1f} GB before the load, at most "
+                  f"{ld.get('peak_disk', 0) / 1e9:.1f} GB during it (the database, WAL and one batch of input files); "
+                  f"{S['anchors'].get('disk_after', 0) / 1e9:.1f} GB with the anchors' indexes.", ""]
             def others(x):  # cores other processes took during the batch's load
                 m = x["meter"]
                 return (m["others"]["user"] + m["pg"]["other"]) / max(m["wall"], 1e-9)
@@ -472,7 +477,7 @@ class Bench:
         if an:
             L += ["", "Anchor indexes on the same table: " + "; ".join(
                 f"{k} built in {v['s'] / 60:.1f} min" + (f", {v['bytes'] / 1e9:.1f} GB" if "bytes" in v else "")
-                for k, v in an.items()) + "."]
+                for k, v in an.items() if isinstance(v, dict)) + "."]
         for key in ("warm", "cold"):
             C = S[f"cones_{key}"]
             if not C:
@@ -495,6 +500,9 @@ class Bench:
         meta = self.state["meta"]
         meta["machine"] = ", ".join(f"{k} {v}" for k, v in machine_info().items() if k in ("nproc", "cpu", "ram"))
         meta["code"] = code_version()
+        if self.args.phases != ["report"]:
+            cmd = command_line("bench/bench_scale.py", sys.argv[1:], {"--pg": "URL"})
+            meta["commands"] = [c for c in meta.get("commands", []) if c != cmd] + [cmd]
         self.ensure_db()
         for phase in self.args.phases:
             log(f"phase {phase}")
