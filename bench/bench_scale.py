@@ -237,7 +237,8 @@ class Bench:
         counts = pixel_counts(self.args.rows, self.args.seed)
         plan = plan_files(counts, self.args.rows_per_file)
         S["files"], S["rows_planned"] = len(plan), int(counts.sum())
-        batches = [plan[i:i + self.args.batch] for i in range(0, len(plan), self.args.batch)]
+        numbered = list(enumerate(plan))  # (file number: its generator seed, planned file)
+        batches = [numbered[i:i + self.args.batch] for i in range(0, len(plan), self.args.batch)]
         done = S.setdefault("batches", [])
         if len(done) >= len(batches):
             return
@@ -251,10 +252,10 @@ class Bench:
                 for old in FILES.glob("*"):
                     old.unlink()
                 t = time.perf_counter()
-                paths = [maker.write(FILES, plan.index(f), f[0], f[1], counts) for f in batches[k]]
+                paths = [maker.write(FILES, i, f[0], f[1], counts) for i, f in batches[k]]
                 self.fx_md5(paths)
                 gen = time.perf_counter() - t
-                rows = sum(f[2] for f in batches[k])
+                rows = sum(f[2] for _, f in batches[k])
                 gz = sum(p.stat().st_size for p in paths)
                 loaded_before = sum(b["rows"] for b in done)
                 sub = self.subset_measures(paths, store) if loaded_before < self.args.subset else None

@@ -213,15 +213,18 @@ def prepare_file(path: str, release: str | None, done: frozenset[str] = frozense
             gaia_reader.verify_md5(p)
             rows = gaia_reader.read_gaia_file(p, release=release)
     cols = rows.columns
+    pix = hpx29(cols["ra"], cols["dec"])
+    kept = None  # row numbers a region load keeps
     if row_filter is not None:
-        keep = row_filter.mask(cols["ra"], cols["dec"], sha)
+        keep = row_filter.mask(pix, sha)
         if not keep.any():  # read for the region's edge, but none of its rows is in it
             return FileOutcome(path, "loaded", 0, "no row in the region")
-        cols = {name: values[keep] for name, values in cols.items()}
         sha = row_filter.file_key(sha)
-    pix = hpx29(cols["ra"], cols["dec"])
+        kept = np.nonzero(keep)[0]
+        pix = pix[kept]
     order = np.argsort(pix, kind="stable")
-    out = {name: np.ascontiguousarray(cols[name][order]) for name in GAIA_LOAD_COLUMNS
+    take = order if kept is None else kept[order]  # each column copied once: cut and sorted
+    out = {name: np.ascontiguousarray(cols[name][take]) for name in GAIA_LOAD_COLUMNS
            if name in cols}
     out["hpx29"] = pix[order]
     return PreparedFile(path, sha, size, rows.release, out)

@@ -45,7 +45,6 @@ from .. import epoch as epochs_mod
 from .. import limits
 from ..errors import IngestError, QueryError
 from ..query import coverage
-from ..query.healpix import hpx29
 
 #: Largest total proper motion of any known star, mas/yr: Barnard's star, 10.39"/yr (Gaia DR3
 #: 4472832130942575872: pmra -801.551, pmdec 10362.394 mas/yr; the row is in tests/data/gaia_dr3),
@@ -524,9 +523,9 @@ class RowFilter:
         """Whether this file's rows for this load are all in the catalog already."""
         return sha256 in self.done or self.file_key(sha256) in self.done
 
-    def mask(self, ra: np.ndarray, dec: np.ndarray, sha256: str) -> np.ndarray:
-        """The rows (positions in degrees at the reference epoch) to keep."""
-        pix = hpx29(ra, dec)
+    def mask(self, pix: np.ndarray, sha256: str) -> np.ndarray:
+        """The rows to keep, given their order-29 pixels (:func:`astrodb.query.healpix.hpx29`
+        of the reference-epoch positions, which the load computes once for sorting too)."""
         keep = np.ones(len(pix), bool) if self.cells is None else coverage.contains(self.cells, self.order, pix)
         for key, cells in self.earlier:
             if key != self.key and piece_key(sha256, key) in self.done:

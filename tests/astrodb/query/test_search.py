@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import sqlalchemy as sa
 from astropy.table import Table
 
@@ -56,8 +57,6 @@ def test_fetch_cap_returns_the_stored_values_with_nulls_as_nan(db_factory):
 def test_postgresql_cap_reads_one_index_range_per_healpix_range_without_statistics(db_factory, tmp_path):
     """A partition the planner has no statistics for (a Gaia load in progress) is still read
     through the (catalog_id, hpx29) btree, range by range, never in full."""
-    import pytest
-
     from astrodb.query import search
 
     store = db_factory.store()
