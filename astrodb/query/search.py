@@ -89,7 +89,8 @@ _PG_RECORD = ("int8send(source_id) || "
 def _pg_cap_records_sql(catalog: str) -> str:
     # LATERAL: one index range scan per HEALPix range whatever the statistics say (measured: a
     # plain join on a Gaia partition not yet analyzed read all of it, 1.7 s instead of ~1 ms).
-    return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM astrodb._hpx_ranges(%s, %s, %s) r "
+    # The catalog goes to the cover too: its density map sets the cover's order (astrodb._cover_order).
+    return (f"SELECT string_agg({_PG_RECORD}, ''::bytea) FROM astrodb._hpx_ranges(%s, %s, %s, {catalog}) r "
             f"CROSS JOIN LATERAL (SELECT * FROM sources WHERE sources.catalog_id = {catalog} "
             "AND sources.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) sources GROUP BY sources.hpx29 >> 42")
 
@@ -124,7 +125,7 @@ def fetch_cap(conn: sa.Connection, stats: CatalogStats, ra: float, dec: float, r
     """Return the catalog's rows whose stored position is within ``radius`` deg of (ra, dec),
     possibly with a few more (the index cells' margins), as numpy columns."""
     if conn.dialect.name == "postgresql":
-        return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, stats.id))
+        return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, stats.id, stats.id))
     ranges = cone_ranges(ra, dec, radius)
     sql, params = _sqlite_cap_sql(len(ranges)), (*ranges.ravel().tolist(), stats.id)
     # The DBAPI cursor gives plain tuples: numpy converts SQLAlchemy Row objects ~25x slower
@@ -142,7 +143,7 @@ def fetch_cap_by_name(conn: sa.Connection, catalog: str, ra: float, dec: float, 
     """:func:`fetch_cap` on PostgreSQL with the catalog given by name (no rows for an unknown
     name), for a query whose radius does not depend on the catalog's motion statistics: one
     round trip instead of two (the catalog lookup and the pre-filter in one statement)."""
-    return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, catalog),
+    return _pg_record_columns(conn.connection.dbapi_connection, (ra, dec, radius, catalog, catalog),
                               _PG_CAP_RECORDS_BY_NAME_SQL)
 
 

@@ -86,8 +86,10 @@ K = {
 #: GUCs of the functions that run the queries: no JIT compilation (it costs more than any cone)
 #: and no parallel workers (their start-up costs more than all but huge cones).
 _QUERY_SETTINGS = ("SET jit = off\nSET max_parallel_workers_per_gather = 0\n"
-                   # the ranges of astrodb._hpx_ranges are few: one index range scan each, never a table scan
-                   "SET enable_seqscan = off\nSET enable_hashjoin = off\nSET enable_mergejoin = off")
+                   # the ranges of astrodb._hpx_cover are few: one index range scan each, never a table scan
+                   "SET enable_seqscan = off\nSET enable_hashjoin = off\nSET enable_mergejoin = off\n"
+                   # its pixels are tens, estimated 10^5: a hash table sized for those costs more than the cone
+                   "SET enable_hashagg = off")
 
 
 def _k(text: str) -> str:
@@ -221,12 +223,17 @@ def _separation(lon1: str, slat1: str, clat1: str, ra2: str, dec2: str) -> str:
         f"{slat1} * sin({dec2} * {{D2R}}) + {clat1} * cos({dec2} * {{D2R}}) * cos({ra2} * {{D2R}} - {lon1}))")
 
 
-def _in_ranges(ra: str, dec: str, radius: str, catalog: str) -> str:
-    """The pre-filter: the sources of ``catalog`` in the HEALPix ranges covering the disc
-    (``astrodb._hpx_ranges``), one range scan each of the (catalog_id, hpx29) index; ``s`` is the
-    sources, ``r`` the ranges. LATERAL keeps that plan whatever the statistics say (measured: a
-    join planned on a Gaia partition not yet analyzed read all of it, 1.4 s instead of ~1 ms)."""
-    return (f"astrodb._hpx_ranges({ra}, {dec}, {radius}) r\n"
+def _in_ranges(ra: str, dec: str, radius: str, catalog: str, order: str | None = None) -> str:
+    """The pre-filter: the sources of ``catalog`` in the HEALPix ranges covering the disc, one
+    range scan each of the (catalog_id, hpx29) index; ``s`` is the sources, ``r`` the ranges.
+    ``order``: the cover's order (``astrodb._cover_order``), the cover then planned into the
+    calling static query (``astrodb._hpx_cover``); None: through ``astrodb._hpx_ranges``, for
+    dynamic SQL, planned per call, where planning the inlined cover would cost milliseconds.
+    LATERAL keeps that plan whatever the statistics say (measured: a join planned on a Gaia
+    partition not yet analyzed read all of it, 1.4 s instead of ~1 ms)."""
+    cover = (f"astrodb._hpx_cover({ra}, {dec}, {radius}, {order})" if order is not None
+             else f"astrodb._hpx_ranges({ra}, {dec}, {radius}, {catalog})")
+    return (f"{cover} r\n"
             f"  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = {catalog}\n"
             f"    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s")
 
@@ -236,6 +243,12 @@ def _in_ranges(ra: str, dec: str, radius: str, catalog: str) -> str:
 _HPX_MAX_ORDER = 20
 #: Side of an order-0 pixel (deg): sqrt(4 pi / 12).
 _HPX_SIZE0 = math.degrees(math.sqrt(4.0 * math.pi / 12.0))
+#: The catalogs' density map's order (astrodb.store.schema.DENSITY_ORDER, frozen by revision 0010).
+_DENSITY_ORDER = 7
+#: Whole sky, square degrees.
+_SKY_DEG2 = 4.0 * math.pi * math.degrees(1.0) ** 2
+#: Rows expected in a cone from which each further order of its cover pays (astrodb._cover_order).
+_REFINE_ROWS = (2, 20, 150)
 
 
 def _max_pixrad(order: int) -> float:
@@ -264,35 +277,27 @@ def _ring_of(theta: str) -> str:
 
 def _hpx_impl() -> str:
     pixrad = "ARRAY[" + ", ".join(repr(_max_pixrad(k) * (1 + 1e-9) + 1e-12) for k in range(30)) + "]::float8[]"
-    # Bits of ix (iy) to the even (odd) bits of the nested index, by the usual mask-and-shift steps.
-    steps, prev = [], "xy"
-    for n, (shift, mask) in enumerate(((16, 0x0000FFFF0000FFFF), (8, 0x00FF00FF00FF00FF), (4, 0x0F0F0F0F0F0F0F0F),
-                                       (2, 0x3333333333333333), (1, 0x5555555555555555)), 1):
-        steps.append(f"  b{n} AS (SELECT face, k, (ix | (ix << {shift})) & {mask} AS ix, "
-                     f"(iy | (iy << {shift})) & {mask} AS iy FROM {prev} OFFSET 0)")
-        prev = f"b{n}"
-    spread = ",\n".join(steps)
+    # Bits of ix (iy) to the even (odd) bits of the nested index, a byte at a time from a table
+    # (one expression instead of five mask-and-shift stages: fewer plan nodes to start per cone).
+    table = "(ARRAY[" + ", ".join(str(sum(((i >> b) & 1) << (2 * b) for b in range(8))) for i in range(256)) + "]::int8[])"
+
+    def spread(x: str) -> str:
+        return " | ".join(f"({table}[((({x}) >> {8 * j}) & 255) + 1] << {16 * j})" if j else f"{table}[(({x}) & 255) + 1]"
+                          for j in range(4))
     return f"""
--- Nested HEALPix pixels of order k that meet the disc of radius (deg) about (ra, dec): every pixel
--- whose centre is within radius + the order's largest pixel radius, found ring by ring (the rings'
--- z and pixel longitudes: Gorski et al. 2005, ApJ 622, 759), then (ring, pixel) -> (face, x, y) ->
--- nested index. Each stage is an OFFSET 0 subquery, so its expressions are computed once per row.
-CREATE FUNCTION astrodb.hpx_disc(k int, ra float8, "dec" float8, radius float8)
+-- Nested HEALPix pixels of order k (0..29, unchecked) that meet the disc of radius (deg) about
+-- (ra, dec): every pixel whose centre is within radius + the order's largest pixel radius, found
+-- ring by ring (the rings' z and pixel longitudes: Gorski et al. 2005, ApJ 622, 759), then
+-- (ring, pixel) -> (face, x, y) -> nested index. Each stage is an OFFSET 0 subquery, so its
+-- expressions are computed once per row. A plain SQL function, so that a static query calling
+-- it plans it in (no function call, no tuplestore: measured ~50 us a cone less than plpgsql).
+CREATE FUNCTION astrodb._hpx_pixels(k int, ra float8, "dec" float8, radius float8)
 RETURNS TABLE (pixel bigint)
-LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 30
-SET plan_cache_mode = force_generic_plan
-SET jit = off
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 30
 AS $fn$
-#variable_conflict use_column
-BEGIN
-  IF k IS NULL OR k < 0 OR k > 29 THEN
-    RAISE EXCEPTION 'astrodb.hpx_disc: order must be within [0, 29], got %', coalesce(k::text, 'NULL')
-      USING ERRCODE = 'invalid_parameter_value';
-  END IF;
-  RETURN QUERY
   WITH d0 AS (
-    SELECT k AS k, (1::bigint << k) AS ns, radians(90.0 - hpx_disc."dec") AS th0,
-           radians(hpx_disc.ra) AS ph0, least(radians(hpx_disc.radius) + ({pixrad})[k + 1], pi()) AS rb
+    SELECT _hpx_pixels.k AS k, (1::bigint << _hpx_pixels.k) AS ns, radians(90.0 - _hpx_pixels."dec") AS th0,
+           radians(_hpx_pixels.ra) AS ph0, least(radians(_hpx_pixels.radius) + ({pixrad})[_hpx_pixels.k + 1], pi()) AS rb
     OFFSET 0
   ), d AS (
     -- the rings within the enlarged disc's colatitudes, one more on each side (tested below)
@@ -345,35 +350,122 @@ BEGIN
   ), xy AS (
     SELECT k, face, (ipt - irt) >> 1 AS ix, (-ipt - irt) >> 1 AS iy
     FROM (SELECT k, face, irt, CASE WHEN ipt >= 2 * ns THEN ipt - 8 * ns ELSE ipt END AS ipt FROM t OFFSET 0) u
-  ),
-{spread}
-  SELECT (face << (2 * k)) | ix | (iy << 1) FROM {prev};
+    OFFSET 0
+  )
+  SELECT (face << (2 * k)) | {spread("ix")} | (({spread("iy")}) << 1) FROM xy
+$fn$;
+
+CREATE FUNCTION astrodb.hpx_disc(k int, ra float8, "dec" float8, radius float8)
+RETURNS TABLE (pixel bigint)
+LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 30
+SET plan_cache_mode = force_generic_plan
+SET jit = off
+AS $fn$
+BEGIN
+  IF k IS NULL OR k < 0 OR k > 29 THEN
+    RAISE EXCEPTION 'astrodb.hpx_disc: order must be within [0, 29], got %', coalesce(k::text, 'NULL')
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  RETURN QUERY SELECT p.pixel FROM astrodb._hpx_pixels(k, ra, "dec", radius) p;
 END
 $fn$;
 COMMENT ON FUNCTION astrodb.hpx_disc(int, float8, float8, float8) IS
 'Nested HEALPix pixels of order k that meet the disc of radius (deg) about (ra, dec) (deg): all of them, '
 'and a few more (those within the largest pixel radius of the disc).';
 
+-- The nested pixel of order k (at most 15) holding (ra, dec) (Gorski et al. 2005, eqs. 11-15 and
+-- the nested numbering of their Sect. 4): the density map's pixel under a cone's centre.
+CREATE FUNCTION astrodb._hpx_pixel(k int, ra float8, "dec" float8)
+RETURNS bigint
+LANGUAGE plpgsql IMMUTABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+  ns bigint := 1::bigint << k;
+  z float8 := sin(radians("dec"));
+  tt float8 := (ra - 360.0 * floor(ra / 360.0)) / 90.0;   -- [0, 4)
+  tmp float8;
+  jp bigint;
+  jm bigint;
+  face bigint;
+  ix bigint;
+  iy bigint;
+BEGIN
+  IF abs(z) <= 2.0 / 3.0 THEN
+    jp := floor(ns * (0.5 + tt) - ns * z * 0.75);
+    jm := floor(ns * (0.5 + tt) + ns * z * 0.75);
+    face := CASE WHEN jp >> k = jm >> k THEN (jp >> k) | 4 WHEN jp >> k < jm >> k THEN jp >> k ELSE (jm >> k) + 8 END;
+    ix := jm & (ns - 1);
+    iy := ns - (jp & (ns - 1)) - 1;
+  ELSE
+    face := least(3, floor(tt)::bigint);
+    tmp := ns * sqrt(3.0 * (1.0 - abs(z)));
+    jp := least(ns - 1, floor((tt - face) * tmp)::bigint);
+    jm := least(ns - 1, floor((1.0 - (tt - face)) * tmp)::bigint);
+    IF z > 0 THEN
+      ix := ns - jm - 1; iy := ns - jp - 1;
+    ELSE
+      face := face + 8; ix := jp; iy := jm;
+    END IF;
+  END IF;
+  -- interleave the bits of ix (even) and iy (odd)
+  ix := (ix | (ix << 8)) & 16711935; ix := (ix | (ix << 4)) & 252645135;
+  ix := (ix | (ix << 2)) & 858993459; ix := (ix | (ix << 1)) & 1431655765;
+  iy := (iy | (iy << 8)) & 16711935; iy := (iy | (iy << 4)) & 252645135;
+  iy := (iy | (iy << 2)) & 858993459; iy := (iy | (iy << 1)) & 1431655765;
+  RETURN (face << (2 * k)) | ix | (iy << 1);
+END
+$fn$;
+
+-- The order of a cone's cover: k0, whose pixels are 1-2 radii across (~8 of them), or finer where
+-- the catalog is dense enough to pay for it. A finer order covers the disc more tightly (fewer
+-- rows read) with more pixels: from k0 to k0 + 3 a cover is ~8, 15, 36 and 100 pixels of ~8, 3.7,
+-- 2.1 and 1.5 times the disc's area (measured), and a pixel costs about as much as a row read.
+-- Each further order pays from {", ".join(map(str, _REFINE_ROWS))} rows expected in the disc, from the
+-- catalog's order-{_DENSITY_ORDER} density map (catalog_density) under the centre. NULL catalog: k0 + 2.
+CREATE FUNCTION astrodb._cover_order(catalog bigint, ra float8, "dec" float8, radius float8)
+RETURNS int
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+  k0 int := CASE WHEN radius >= {_HPX_SIZE0!r} THEN 0
+                 ELSE least({_HPX_MAX_ORDER}, floor(ln({_HPX_SIZE0!r} / greatest(radius, 1e-12)) / ln(2.0))::int) END;
+  n float8;
+  d float8;
+BEGIN
+  IF catalog IS NULL THEN
+    RETURN least({_HPX_MAX_ORDER}, k0 + 2);
+  END IF;
+  SELECT m.count INTO n FROM astrodb.catalog_density m
+   WHERE m.catalog_id = catalog AND m.norder = {_DENSITY_ORDER} AND m.pixel = astrodb._hpx_pixel({_DENSITY_ORDER}, ra, "dec");
+  d := coalesce(n, 0.0) * pi() * radius ^ 2 / {_SKY_DEG2 / (12 * 4 ** _DENSITY_ORDER)!r};
+  RETURN least({_HPX_MAX_ORDER}, k0 + {" + ".join(f"(d >= {t})::int" for t in _REFINE_ROWS)});
+END
+$fn$;
+
 -- Inclusive order-29 ranges (lo, hi) whose union holds every position within radius (deg) of
--- (ra, dec): the pixels of astrodb.hpx_disc at the order whose pixels are about a quarter of the
--- radius across (at most {_HPX_MAX_ORDER}), adjacent ones merged. What a cone reads of the
--- (catalog_id, hpx29) index, one range scan per range.
-CREATE FUNCTION astrodb._hpx_ranges(ra float8, "dec" float8, radius float8)
+-- (ra, dec): the pixels of astrodb._hpx_pixels of order k, adjacent ones merged. What a cone
+-- reads of the (catalog_id, hpx29) index, one range scan per range. Plain SQL, so that the
+-- cones' static queries plan it in.
+CREATE FUNCTION astrodb._hpx_cover(ra float8, "dec" float8, radius float8, k int)
+RETURNS TABLE (lo bigint, hi bigint)
+LANGUAGE sql STABLE PARALLEL SAFE ROWS 10
+AS $fn$
+  SELECT min(g.pixel) << (2 * (29 - _hpx_cover.k)), ((max(g.pixel) + 1) << (2 * (29 - _hpx_cover.k))) - 1
+    FROM (SELECT p.pixel, p.pixel - row_number() OVER (ORDER BY p.pixel) AS run
+            FROM astrodb._hpx_pixels(_hpx_cover.k, _hpx_cover.ra, _hpx_cover."dec", _hpx_cover.radius) p) g
+   GROUP BY g.run
+$fn$;
+
+-- The ranges of astrodb._hpx_cover at the order astrodb._cover_order chooses, as a call of its
+-- own (planned once per session): for dynamic SQL and clients.
+CREATE FUNCTION astrodb._hpx_ranges(ra float8, "dec" float8, radius float8, catalog bigint DEFAULT NULL)
 RETURNS TABLE (lo bigint, hi bigint)
 LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 10
 SET plan_cache_mode = force_generic_plan
-SET jit = off
+{_QUERY_SETTINGS}
 AS $fn$
-DECLARE
-  k int := CASE WHEN radius >= {_HPX_SIZE0!r} THEN 0
-                ELSE least({_HPX_MAX_ORDER}, floor(ln({_HPX_SIZE0!r} / greatest(radius, 1e-12)) / ln(2.0))::int + 2) END;
-  sh int := 2 * (29 - k);
 BEGIN
-  RETURN QUERY
-  SELECT min(g.pixel) << sh, ((max(g.pixel) + 1) << sh) - 1
-    FROM (SELECT p.pixel, p.pixel - row_number() OVER (ORDER BY p.pixel) AS run
-            FROM astrodb.hpx_disc(k, ra, "dec", radius) p) g
-   GROUP BY g.run;
+  RETURN QUERY SELECT c.lo, c.hi FROM astrodb._hpx_cover(ra, "dec", radius, astrodb._cover_order(catalog, ra, "dec", radius)) c;
 END
 $fn$;
 """
@@ -425,7 +517,9 @@ SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
   cid bigint;
+  kk int;
   cra float8 := p_ra - 360.0 * floor(p_ra / 360.0);    -- ra % 360, as Cone
+  pref float8 := least(p_radius + {{PAD}}, 180.0);
   lon1 float8 := cra * {{D2R}};
   s1 float8 := sin(p_dec * {{D2R}});
   c1 float8 := cos(p_dec * {{D2R}});
@@ -434,10 +528,11 @@ BEGIN{_check_cone_args("astrodb.cone", False)}
   IF cid IS NULL THEN
     {_catalog_error("astrodb.cone", "p_catalog")}
   END IF;
+  kk := astrodb._cover_order(cid, cra, p_dec, pref);
   RETURN QUERY
   SELECT z.source_id, z.ra, z."dec", z.distance, {rest_z}
     FROM (SELECT s.source_id, s.ra, s."dec", {dist} AS distance, {rest_s}
-            FROM {_in_ranges("cra", "p_dec", "least(p_radius + {PAD}, 180.0)", "cid")}
+            FROM {_in_ranges("cra", "p_dec", "pref", "cid", "kk")}
           OFFSET 0) z
    WHERE z.distance <= p_radius
    ORDER BY z.distance;
@@ -447,7 +542,7 @@ $fn$;
 
 
 def _cone_at_impl() -> str:
-    base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref', 'k.id')}"
+    base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref', 'k.id', 'kk')}"
     dist = _separation("lon1", "s1", "c1", "p.ra_t", "p.dec_t")
     rest = ", ".join(f"w.{c}" for c in _REST)
     return f"""
@@ -462,6 +557,7 @@ AS $fn$
 DECLARE
   k record;
   pref float8;
+  kk int;
   cra float8 := p_ra - 360.0 * floor(p_ra / 360.0);
   lon1 float8 := cra * {K['D2R']};
   s1 float8 := sin(p_dec * {K['D2R']});
@@ -474,6 +570,7 @@ BEGIN{_check_cone_args("astrodb.cone", True)}
   END IF;
   pref := astrodb._prefilter_radius(k.pm_max, k.radial_rate_max, k.parallax_max, k.epoch_min, k.epoch_max,
                                     p_radius, p_epoch);
+  kk := astrodb._cover_order(k.id, cra, p_dec, pref);
   RETURN QUERY
   SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {rest}
     FROM (SELECT p.*, {dist} AS distance
@@ -771,7 +868,12 @@ DROP FUNCTION IF EXISTS astrodb._separation(float8, float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._pmsafe_seps(float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._wrap360(float8);
 DROP FUNCTION IF EXISTS astrodb._hpx_ranges(float8, float8, float8);
+DROP FUNCTION IF EXISTS astrodb._hpx_ranges(float8, float8, float8, bigint);
+DROP FUNCTION IF EXISTS astrodb._hpx_cover(float8, float8, float8, int);
+DROP FUNCTION IF EXISTS astrodb._cover_order(bigint, float8, float8, float8);
+DROP FUNCTION IF EXISTS astrodb._hpx_pixel(int, float8, float8);
 DROP FUNCTION IF EXISTS astrodb.hpx_disc(int, float8, float8, float8);
+DROP FUNCTION IF EXISTS astrodb._hpx_pixels(int, float8, float8, float8);
 DROP TYPE IF EXISTS astrodb._source_row;
 DROP TYPE IF EXISTS astrodb.radec;
 """

@@ -73,9 +73,9 @@ def test_postgresql_cap_reads_one_index_range_per_healpix_range_without_statisti
         conn.exec_driver_sql(f"DELETE FROM pg_statistic WHERE starelid = '{part}'::regclass")
         conn.exec_driver_sql(f"UPDATE pg_class SET reltuples = -1, relpages = 0 WHERE oid = '{part}'::regclass")
         cur = conn.connection.dbapi_connection.cursor()
-        cur.execute("EXPLAIN " + search._PG_CAP_RECORDS_SQL, (11.0, 0.0, 0.1, cat_id))
+        cur.execute("EXPLAIN " + search._PG_CAP_RECORDS_SQL, (11.0, 0.0, 0.1, cat_id, cat_id))
         plan = "\n".join(r[0] for r in cur.fetchall())
-        got = search._pg_record_columns(conn.connection.dbapi_connection, (11.0, 0.0, 0.1, cat_id))
+        got = search._pg_record_columns(conn.connection.dbapi_connection, (11.0, 0.0, 0.1, cat_id, cat_id))
     index_conds = [line for line in plan.splitlines() if "Index Cond" in line]
     assert any("hpx29 >= r.lo" in line for line in index_conds) and "Seq Scan" not in plan, plan
     rows = store.cone(11.0, 0.0, 0.1, catalog="c")
