@@ -468,6 +468,69 @@ BEGIN
   RETURN QUERY SELECT c.lo, c.hi FROM astrodb._hpx_cover(ra, "dec", radius, astrodb._cover_order(catalog, ra, "dec", radius)) c;
 END
 $fn$;
+
+-- The [lo, hi) cell ranges of catalog_regions.cells / .claimed (little-endian int64 pairs).
+CREATE FUNCTION astrodb._cell_ranges(b bytea)
+RETURNS TABLE (lo bigint, hi bigint)
+LANGUAGE sql IMMUTABLE PARALLEL SAFE
+AS $fn$
+  SELECT (SELECT sum(get_byte(b, 16 * i + j)::bigint << (8 * j)) FROM generate_series(0, 7) j)::bigint,
+         (SELECT sum(get_byte(b, 16 * i + 8 + j)::bigint << (8 * j)) FROM generate_series(0, 7) j)::bigint
+    FROM generate_series(0, coalesce(length(b), 0) / 16 - 1) i
+$fn$;
+
+-- Raise unless a query of the disc (a cone, or a polygon's bounding cap) at epoch (NULL: the
+-- stored positions) is exact on a catalog loaded for a region (catalog_regions), as
+-- astrodb.query.region_limits.check: the loads finished, the epoch within theirs, and every
+-- cell meeting the disc widened by how far a star can move by the epoch among the cells the
+-- catalog holds every star of. The cells meeting the disc are taken generously (those within a
+-- cell's radius of it), so a disc touching the region's edge may be refused where the Python
+-- API, which covers the region exactly, accepts it.
+CREATE FUNCTION astrodb._check_region(fn text, cid bigint, p_catalog text, ra float8, "dec" float8,
+                                      radius float8, epoch float8, kind text)
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE
+AS $fn$
+DECLARE
+  lim record;
+  reach float8 := 0.0;
+  held text;
+BEGIN
+  IF EXISTS (SELECT 1 FROM astrodb.catalog_regions r WHERE r.catalog_id = cid AND r.full_sky AND r.complete) THEN
+    RETURN;   -- loaded whole since
+  END IF;
+  SELECT count(*) AS n, min(r.epoch_lo) AS lo, max(r.epoch_hi) AS hi, max(r.norder) AS k, min(r.ref_epoch) AS ref,
+         max(r.pm_max) AS pm, max(r.radial_rate_max) AS rr, max(r.parallax_max) AS px,
+         string_agg(format('%s (epochs %s–%s)', r.description, r.epoch_lo, r.epoch_hi), '; ' ORDER BY r.id) AS loads
+    INTO lim
+    FROM astrodb.catalog_regions r WHERE r.catalog_id = cid AND NOT r.full_sky AND r.complete;
+  IF lim.n = 0 THEN
+    RAISE EXCEPTION '%: catalog "%" was loaded for a region (%) whose load has not finished: rerun the same '
+      'ingest to load the files that are missing', fn, p_catalog,
+      (SELECT string_agg(r.description, ', ' ORDER BY r.id) FROM astrodb.catalog_regions r
+        WHERE r.catalog_id = cid AND NOT r.full_sky) USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  held := format('catalog "%s" holds only the region%s loaded with %s', p_catalog,
+                 CASE WHEN lim.n > 1 THEN 's' ELSE '' END, lim.loads);
+  IF epoch IS NOT NULL AND NOT (epoch BETWEEN lim.lo AND lim.hi) THEN
+    RAISE EXCEPTION '%: %: epoch % is outside them (load the region again with epochs that include %, --epochs LO HI)',
+      fn, held, epoch, epoch USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+  IF epoch IS NOT NULL THEN
+    reach := astrodb.displacement_bound(lim.pm, lim.rr, epoch - lim.ref, lim.px);
+  END IF;
+  IF NOT (radius + reach < 180.0) OR EXISTS (
+      SELECT 1 FROM astrodb._hpx_pixels(lim.k, ra, "dec", radius + reach) w
+       WHERE NOT EXISTS (SELECT 1 FROM astrodb.catalog_regions r CROSS JOIN LATERAL astrodb._cell_ranges(r.claimed) c
+                          WHERE r.catalog_id = cid AND NOT r.full_sky AND r.complete
+                            AND w.pixel >> (2 * (lim.k - r.norder)) >= c.lo
+                            AND w.pixel >> (2 * (lim.k - r.norder)) < c.hi)) THEN
+    RAISE EXCEPTION '%: %: this % reaches outside it', fn, held,
+      kind || CASE WHEN reach > 0.0 THEN format(' (with the %s" a star can move by %s)', round(reach * 3600.0), epoch) ELSE '' END
+      USING ERRCODE = 'invalid_parameter_value';
+  END IF;
+END
+$fn$;
 """
 
 
@@ -517,6 +580,7 @@ SET plan_cache_mode = force_generic_plan
 AS $fn$
 DECLARE
   cid bigint;
+  limited boolean;
   kk int;
   cra float8 := p_ra - 360.0 * floor(p_ra / 360.0);    -- ra % 360, as Cone
   pref float8 := least(p_radius + {{PAD}}, 180.0);
@@ -524,9 +588,13 @@ DECLARE
   s1 float8 := sin(p_dec * {{D2R}});
   c1 float8 := cos(p_dec * {{D2R}});
 BEGIN{_check_cone_args("astrodb.cone", False)}
-  SELECT c.id INTO cid FROM astrodb.catalogs c WHERE c.name = p_catalog;
+  SELECT c.id, EXISTS (SELECT 1 FROM astrodb.catalog_regions r WHERE r.catalog_id = c.id) INTO cid, limited
+    FROM astrodb.catalogs c WHERE c.name = p_catalog;
   IF cid IS NULL THEN
     {_catalog_error("astrodb.cone", "p_catalog")}
+  END IF;
+  IF limited THEN
+    PERFORM astrodb._check_region('astrodb.cone', cid, p_catalog, cra, p_dec, p_radius, NULL, 'cone');
   END IF;
   kk := astrodb._cover_order(cid, cra, p_dec, pref);
   RETURN QUERY
@@ -563,10 +631,14 @@ DECLARE
   s1 float8 := sin(p_dec * {K['D2R']});
   c1 float8 := cos(p_dec * {K['D2R']});
 BEGIN{_check_cone_args("astrodb.cone", True)}
-  SELECT c.id, c.pm_max, c.radial_rate_max, c.parallax_max, c.epoch_min, c.epoch_max INTO k
+  SELECT c.id, c.pm_max, c.radial_rate_max, c.parallax_max, c.epoch_min, c.epoch_max,
+         EXISTS (SELECT 1 FROM astrodb.catalog_regions r WHERE r.catalog_id = c.id) AS limited INTO k
     FROM astrodb.catalogs c WHERE c.name = p_catalog;
   IF NOT FOUND THEN
     {_catalog_error("astrodb.cone", "p_catalog")}
+  END IF;
+  IF k.limited THEN
+    PERFORM astrodb._check_region('astrodb.cone', k.id, p_catalog, cra, p_dec, p_radius, p_epoch, 'cone');
   END IF;
   pref := astrodb._prefilter_radius(k.pm_max, k.radial_rate_max, k.parallax_max, k.epoch_min, k.epoch_max,
                                     p_radius, p_epoch);
@@ -705,6 +777,9 @@ BEGIN
   FOR i IN 1..n LOOP
     crad := greatest(crad, astrodb._separation(cra, cdec, vra[i] - 360.0 * floor(vra[i] / 360.0), vdec[i]));
   END LOOP;
+  IF EXISTS (SELECT 1 FROM astrodb.catalog_regions r WHERE r.catalog_id = cat.id) THEN
+    PERFORM astrodb._check_region('astrodb.footprint', cat.id, p_catalog, cra, cdec, crad, p_epoch, 'polygon');
+  END IF;
   pref := astrodb._prefilter_radius(cat.pm_max, cat.radial_rate_max, cat.parallax_max,
                                     cat.epoch_min, cat.epoch_max, crad, p_epoch);
 
@@ -872,6 +947,8 @@ DROP FUNCTION IF EXISTS astrodb._hpx_ranges(float8, float8, float8, bigint);
 DROP FUNCTION IF EXISTS astrodb._hpx_cover(float8, float8, float8, int);
 DROP FUNCTION IF EXISTS astrodb._cover_order(bigint, float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._hpx_pixel(int, float8, float8);
+DROP FUNCTION IF EXISTS astrodb._check_region(text, bigint, text, float8, float8, float8, float8, text);
+DROP FUNCTION IF EXISTS astrodb._cell_ranges(bytea);
 DROP FUNCTION IF EXISTS astrodb.hpx_disc(int, float8, float8, float8);
 DROP FUNCTION IF EXISTS astrodb._hpx_pixels(int, float8, float8, float8);
 DROP TYPE IF EXISTS astrodb._source_row;

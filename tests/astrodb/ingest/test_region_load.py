@@ -241,6 +241,8 @@ def test_cone_load_reads_only_overlapping_files_keeps_the_padded_rows_and_querie
     with pytest.raises(astrodb.OutsideRegionError, match="epoch 1995 is outside them"):
         store.footprint(square, catalog="gaia_dr3", epoch=1995.0)
     assert isinstance(astrodb.OutsideRegionError("x"), astrodb.QueryError)
+    if store.backend == "postgresql":
+        _sql_functions_check_the_region(store, cols, square)
 
     # a rerun reads the same files and finds them loaded
     again = store.ingest_gaia(sky["dir"], region=LoadRegion.from_cone(RA0, DEC0, R0), epochs=SPAN, progress=False)
@@ -251,6 +253,35 @@ def test_cone_load_reads_only_overlapping_files_keeps_the_padded_rows_and_querie
     assert far.files[0].path == str(sky["files"][-1]) and far.region.recorded
     assert len(store.cone(10, -40, 0.5, catalog="far", epoch=2020.0)) == 0   # exact: there is none
     store.close()
+
+
+def _sql_functions_check_the_region(store, cols, square):
+    """astrodb.cone and astrodb.footprint on the region-limited catalog: exact inside the region
+    at its epochs, refused outside naming the region, as the Python API."""
+    import sqlalchemy as sa
+
+    def ids(sql, **params):
+        with store.engine.connect() as conn:
+            return sorted(conn.execute(sa.text(f"SELECT source_id FROM {sql}"), params).scalars().all())
+    rng = np.random.default_rng(5)
+    for epoch in (None, 2000.0, 2030.0):
+        ra, dec = _offset(RA0, DEC0, rng.uniform(0, 360), rng.uniform(0, 0.6))
+        got = ids("astrodb.cone('gaia_dr3', :ra, :dec, 0.3, :t)", ra=ra, dec=dec, t=epoch)
+        assert got == _brute(cols, Cone.create(ra, dec, 0.3), epoch)
+    got = ids("astrodb.cone('gaia_dr3', :ra, :dec, :r, 2030.0)", ra=RA0, dec=DEC0, r=R0)   # the region itself
+    assert got == _brute(cols, Cone.create(RA0, DEC0, R0), 2030.0)
+    got = ids("astrodb.footprint('gaia_dr3', CAST(:p AS float8[]), 2020.0)", p=square)
+    from astrodb.query.regions import Polygon
+    assert got == _brute(cols, Polygon.create(square), 2020.0)
+    held = 'astrodb.cone: catalog "gaia_dr3" holds only the region loaded with --cone 150 20 1 deg \\(epochs 2000–2030\\)'
+    for sql, params, why in (
+            ("astrodb.cone('gaia_dr3', :ra, :dec, 0.3, 2020.0)", dict(ra=RA0, dec=DEC0 + 0.9),
+             held + ': this cone \\(with the [0-9]+" a star can move by 2020\\) reaches outside it'),
+            ("astrodb.cone('gaia_dr3', :ra, :dec, 1.2)", dict(ra=RA0, dec=DEC0), held + ": this cone reaches outside it"),
+            ("astrodb.cone('gaia_dr3', :ra, :dec, 0.1, 2040.0)", dict(ra=RA0, dec=DEC0), held + ": epoch 2040 is outside them"),
+            ("astrodb.footprint('gaia_dr3', CAST(:p AS float8[]), 1995.0)", dict(p=square), "epoch 1995 is outside them")):
+        with pytest.raises(sa.exc.DBAPIError, match=why):
+            ids(sql, **params)
 
 
 def test_regions_union_then_a_whole_load_makes_the_catalog_unlimited(db_factory, sky):
