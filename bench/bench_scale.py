@@ -74,7 +74,9 @@ def galactic_density(l_deg: np.ndarray, b_deg: np.ndarray) -> np.ndarray:
 PATCH = (150.0, 30.0, 3.0)
 #: Centres of the cone sets: (ra, dec, scatter radius) in degrees.
 REGIONS = {"dense (Galactic bulge)": (266.4, -29.0, 4.0), "sparse (near the north Galactic pole)": (192.9, 27.1, 4.0),
-           "DR3 mean density (44 k/deg²)": (PATCH[0], PATCH[1], 2.0)}
+           "DR3 mean density (44 k/deg²)": (PATCH[0], PATCH[1], 2.0),
+           # where the model's density is the store's mean (100 M rows: ~2.4 k/deg²), l = 180, b = 8
+           "store mean density (~2.4 k/deg²)": (94.53, 32.86, 1.0)}
 
 
 def pixel_counts(total: int, seed: int) -> np.ndarray:
