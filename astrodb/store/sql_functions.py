@@ -407,12 +407,7 @@ BEGIN
       face := face + 8; ix := jp; iy := jm;
     END IF;
   END IF;
-  -- interleave the bits of ix (even) and iy (odd)
-  ix := (ix | (ix << 8)) & 16711935; ix := (ix | (ix << 4)) & 252645135;
-  ix := (ix | (ix << 2)) & 858993459; ix := (ix | (ix << 1)) & 1431655765;
-  iy := (iy | (iy << 8)) & 16711935; iy := (iy | (iy << 4)) & 252645135;
-  iy := (iy | (iy << 2)) & 858993459; iy := (iy | (iy << 1)) & 1431655765;
-  RETURN (face << (2 * k)) | ix | (iy << 1);
+  RETURN (face << (2 * k)) | {spread("ix")} | (({spread("iy")}) << 1);   -- as astrodb._hpx_pixels
 END
 $fn$;
 

@@ -7,8 +7,8 @@ density map under the centre), from ~8 pixels where the sky is empty to ~100 whe
 and is a plain SQL function (``astrodb._hpx_cover`` over ``astrodb._hpx_pixels``) that the cones'
 static queries plan in. Same rows, exact cut unchanged. ``astrodb.hpx_disc`` keeps its
 signature and results; ``astrodb._hpx_ranges`` takes an optional catalog. The SQL is frozen in
-``0014_cone_cover_order.upgrade.sql``; ``.downgrade.sql`` restores revision 0011's functions.
-SQLite: nothing.
+``0014_cone_cover_order.upgrade.sql``; down, ``.downgrade.sql`` drops the functions this revision
+added and revision 0011's own frozen SQL restores the rest. SQLite: nothing.
 
 Revision ID: 0014
 Revises: 0013
@@ -24,15 +24,16 @@ branch_labels = None
 depends_on = None
 
 
-def _sql(direction: str) -> str:
-    return Path(__file__).with_name(f"0014_cone_cover_order.{direction}.sql").read_text()
+def _sql(name: str) -> str:
+    return Path(__file__).with_name(f"{name}.sql").read_text()
 
 
 def upgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_sql("upgrade"))
+        op.execute(_sql("0014_cone_cover_order.upgrade"))
 
 
 def downgrade() -> None:
     if op.get_bind().dialect.name == "postgresql":
-        op.execute(_sql("downgrade"))
+        op.execute(_sql("0014_cone_cover_order.downgrade"))
+        op.execute(_sql("0011_healpix_cone.upgrade"))
