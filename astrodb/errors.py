@@ -70,3 +70,12 @@ def one_line(exc: BaseException) -> str:
     orig = getattr(exc, "orig", None) or exc
     text = str(orig).strip()
     return text.splitlines()[0] if text else type(orig).__name__
+
+
+class ShardUnavailableError(AstrodbError):
+    """A shard of a sharded catalog cannot be reached: the query needing it is refused whole
+    (never a partial result). ``shard`` names it."""
+
+    def __init__(self, message: str, shard: str) -> None:
+        super().__init__(message)
+        self.shard = shard

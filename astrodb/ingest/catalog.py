@@ -67,11 +67,14 @@ def _same_epochs(rows: CatalogRows, name: str, lo: float | None, hi: float | Non
 
 
 def ingest_rows(conn: sa.Connection, rows: CatalogRows, name: str, *, kind: str = "user",
-                description: str | None = None) -> IngestResult:
+                description: str | None = None, shards=None) -> IngestResult:
     """Load ``rows`` as the new catalog ``name`` on ``conn`` (the caller owns the transaction).
 
     An identical source (same sha256) already in catalog ``name`` at the same epochs makes this a
     no-op; the same source at other epochs, or any other existing catalog of that name, is an error.
+    ``shards``: (:class:`~astrodb.shard.ShardConnections`, a list) to spread the catalog over the
+    store's shards; the rows are then prepared on them (:class:`~astrodb.shard.loading.ShardLoad`,
+    appended to the list), for the caller to commit once ``conn`` has, or to roll back.
     """
     existing = conn.execute(sa.select(catalogs.c.id, catalogs.c.epoch_min, catalogs.c.epoch_max)
                             .where(catalogs.c.name == name)).first()
@@ -103,7 +106,15 @@ def ingest_rows(conn: sa.Connection, rows: CatalogRows, name: str, *, kind: str 
     data = {"catalog_id": np.full(n, cat_id, np.int64), "file_id": np.full(n, file_id, np.int64),
             "hpx29": pix, **cols}
     arrays = [np.ascontiguousarray(data[c][order]) for c in LOAD_COLUMNS]
-    if conn.dialect.name == "postgresql":
+    if shards is not None:
+        from ..shard.loading import ShardLoad
+        from ..shard.placement import new_catalog_map
+
+        conns, pending = shards
+        load = ShardLoad(conns, new_catalog_map(conn, cat_id), conn, rows.sha256)
+        pending.append(load)
+        load.copy(LOAD_COLUMNS, arrays, create_tables=True)
+    elif conn.dialect.name == "postgresql":
         insert_columns(conn, partitions.create_bare(conn, cat_id), LOAD_COLUMNS, arrays)
         partitions.index_and_attach(conn, cat_id)
     else:

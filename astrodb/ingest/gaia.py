@@ -31,7 +31,9 @@ import sqlalchemy as sa
 from ..errors import IngestError
 from ..query.healpix import hpx29
 from ..store import partitions
-from ..store.schema import GAIA_CORRELATIONS, catalog_density, catalogs, source_files, sources
+from ..shard.shard_map import read_map
+from ..store.schema import (GAIA_CORRELATIONS, catalog_density, catalogs, shard_ranges, shards, source_files,
+                             sources)
 from ..store import catalog_regions
 from . import hats_reader, region_select
 from .bulk import insert_columns
@@ -243,9 +245,33 @@ def _ensure_catalog(engine: sa.Engine, name: str, release: str) -> tuple[int, bo
         cat_id = conn.execute(catalogs.insert().values(
             name=name, kind=kind, ref_epoch=epoch, description=desc, row_count=0,
             created_at=datetime.now(timezone.utc)).returning(catalogs.c.id)).scalar_one()
-        if conn.dialect.name == "postgresql":
+        if conn.dialect.name == "postgresql" and _sharded_store(conn):
+            from ..shard.placement import create_shard_tables, new_catalog_map
+
+            # The shards' empty tables first: if the coordinator then fails, they are orphans no
+            # map names (and a rerun makes new ones for a new catalog id).
+            create_shard_tables(_shard_connections(engine), new_catalog_map(conn, cat_id))
+        elif conn.dialect.name == "postgresql":
             partitions.create_attached(conn, cat_id)
         return int(cat_id), True
+
+
+def _sharded_store(conn: sa.Connection) -> bool:
+    return conn.execute(sa.select(sa.func.count()).select_from(shards)).scalar_one() > 0
+
+
+_SHARD_CONNECTIONS: dict[str, object] = {}
+
+
+def _shard_connections(engine: sa.Engine):
+    """The process' connections to the shards of the store behind ``engine``."""
+    from ..shard.connections import ShardConnections
+
+    key = engine.url.render_as_string(hide_password=False)
+    conns = _SHARD_CONNECTIONS.get(key)
+    if conns is None:
+        conns = _SHARD_CONNECTIONS[key] = ShardConnections(engine.url)
+    return conns
 
 
 def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
@@ -260,10 +286,22 @@ def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
                              .where(source_files.c.catalog_id == cat_id)).scalar_one()
         if row is None or row.row_count or files:
             return
-        if conn.dialect.name == "postgresql":
+        sharded = conn.dialect.name == "postgresql" and _sharded_store(conn) and read_map(conn, cat_id) is not None
+        if sharded:
+            from ..shard.placement import drop_coordinator_side
+
+            drop_coordinator_side(conn, cat_id)
+            conn.execute(shard_ranges.delete().where(shard_ranges.c.catalog_id == cat_id))
+        elif conn.dialect.name == "postgresql":
             partitions.drop(conn, cat_id)
         conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == cat_id))
         conn.execute(catalogs.delete().where(catalogs.c.id == cat_id))
+    if sharded:
+        from ..shard.placement import drop_everywhere
+        from ..shard.shard_map import read_shards
+
+        with engine.connect() as conn:
+            drop_everywhere(_shard_connections(engine), cat_id, read_shards(conn).values())
 
 
 def _greatest(column, value: float):
@@ -277,11 +315,13 @@ def _least(column, value: float):
 def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> FileOutcome:
     """Load one prepared file in one transaction; a file already recorded is skipped."""
     n = len(prepared)
+    load = None
     try:
         with engine.begin() as conn:
             if conn.execute(sa.select(source_files.c.id).where(
                     source_files.c.catalog_id == cat_id, source_files.c.sha256 == prepared.sha256)).first():
                 return FileOutcome(prepared.path, "skipped", 0, "already loaded")
+            cmap = read_map(conn, cat_id) if conn.dialect.name == "postgresql" else None
             file_id = conn.execute(source_files.insert().values(
                 catalog_id=cat_id, path=prepared.path, size=prepared.size, sha256=prepared.sha256, rows=n,
                 ingested_at=datetime.now(timezone.utc)).returning(source_files.c.id)).scalar_one()
@@ -290,8 +330,14 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
             cols["file_id"] = np.full(n, file_id, np.int64)
             cols.setdefault("weight", np.full(n, np.nan))
             names = [c for c in GAIA_LOAD_COLUMNS if c in cols]
-            table = partitions.partition_name(cat_id) if conn.dialect.name == "postgresql" else sources.name
-            insert_columns(conn, table, names, [cols[c] for c in names])
+            if cmap is not None:  # each shard its rows, prepared; committed below once this is
+                from ..shard.loading import ShardLoad
+
+                load = ShardLoad(_shard_connections(engine), cmap, conn, prepared.sha256)
+                load.copy(names, [cols[c] for c in names])
+            else:
+                table = partitions.partition_name(cat_id) if conn.dialect.name == "postgresql" else sources.name
+                insert_columns(conn, table, names, [cols[c] for c in names])
             add_counts(conn, cat_id, cols["hpx29"])
             st = motion_stats(cols)
             conn.execute(catalogs.update().where(catalogs.c.id == cat_id).values(
@@ -301,11 +347,19 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
                 parallax_max=_greatest(catalogs.c.parallax_max, st["parallax_max"]),
                 epoch_min=_least(catalogs.c.epoch_min, st["epoch_min"]),
                 epoch_max=_greatest(catalogs.c.epoch_max, st["epoch_max"])))
-    except (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError) as exc:  # COPY raises the driver's
+    except BaseException as exc:
+        if load is not None:
+            load.rollback()
+        if not isinstance(exc, (sa.exc.IntegrityError, engine.dialect.dbapi.IntegrityError)):
+            if isinstance(exc, IngestError):   # a shard refused the rows (named)
+                return FileOutcome(prepared.path, "failed", 0, str(exc))
+            raise
         text = str(getattr(exc, "orig", exc))
         if "sha256" in text:  # another process loaded the same file meanwhile
             return FileOutcome(prepared.path, "skipped", 0, "loaded concurrently")
         return FileOutcome(prepared.path, "failed", 0, f"rejected by the database: {text.splitlines()[0]}")
+    if load is not None:
+        load.commit()
     return FileOutcome(prepared.path, "loaded", n)
 
 
@@ -455,6 +509,13 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
         sky = any(not any(ch in os.fspath(p) for ch in "*?[") and hats_reader.is_hats_catalog(p) for p in paths)
         selection = region_select.select(files, wanted, release, RELEASES[release][1], span, sky)
         files = selection.read
+    if engine.dialect.name == "postgresql":
+        with engine.connect() as conn:
+            sharded = _sharded_store(conn)
+        if sharded:  # what a killed load left prepared on the shards, first
+            from ..shard.loading import recover
+
+            recover(engine, _shard_connections(engine))
     cat_id, created = _ensure_catalog(engine, name, release)
     with engine.connect() as conn:
         done = frozenset(conn.execute(sa.select(source_files.c.sha256).where(
@@ -495,7 +556,13 @@ def ingest_gaia(engine: sa.Engine, paths, release: str | None = None, *, catalog
     if report.count("loaded") and engine.dialect.name == "postgresql":
         # Fresh planner statistics for the partition (a sample of 30 k rows: ~0.3 s at any size).
         with engine.begin() as conn:
-            conn.exec_driver_sql(f"ANALYZE {partitions.partition_name(cat_id)}")
+            cmap = read_map(conn, cat_id)
+            if cmap is None:
+                conn.exec_driver_sql(f"ANALYZE {partitions.partition_name(cat_id)}")
+        if cmap is not None:
+            from ..shard.placement import analyze
+
+            analyze(_shard_connections(engine), cmap)
     bar.close()
     report.seconds = time.monotonic() - t0
     return report

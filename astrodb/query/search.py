@@ -46,6 +46,8 @@ class CatalogStats:
     epoch_max: float | None
     #: Loaded for a region (:mod:`astrodb.query.region_limits`): queries are checked against it.
     limited: bool = False
+    #: Sharded (:mod:`astrodb.shard`): its map's version; None: its rows are on this server.
+    shard_version: int | None = None
 
 
 def prefilter_radius(stats: CatalogStats, radius_deg: float, epoch: float | None,
@@ -106,14 +108,28 @@ _PG_CAP_RECORDS_BY_NAME_SQL = _pg_cap_records_sql(
 _PG_RECORD_DTYPE = np.dtype([("source_id", ">i8")] + [(name, ">f8") for name in _FETCHED[1:]])
 
 
-def _pg_record_columns(dbapi_conn, params: tuple, sql: str = _PG_CAP_RECORDS_SQL) -> dict[str, np.ndarray]:
-    """Run the PostgreSQL cap query as binary records; its rows as numpy columns."""
+#: The binary record of one row of ``sources`` (alias ``sources``), for ``string_agg``; see
+#: :func:`record_columns`.
+PG_RECORD_SQL = _PG_RECORD
+
+
+def fetch_records(dbapi_conn, sql: str, params: tuple) -> bytes:
+    """Run a query of ``string_agg``-ed :data:`PG_RECORD_SQL` records; its bytes, concatenated."""
     cur = dbapi_conn.cursor(binary=True)
     try:
         cur.execute(sql, params)
-        data = b"".join(bytes(part) for (part,) in cur.fetchall())
+        return b"".join(bytes(part) for (part,) in cur.fetchall() if part is not None)
     finally:
         cur.close()
+
+
+def _pg_record_columns(dbapi_conn, params: tuple, sql: str = _PG_CAP_RECORDS_SQL) -> dict[str, np.ndarray]:
+    """Run the PostgreSQL cap query as binary records; its rows as numpy columns."""
+    return record_columns(fetch_records(dbapi_conn, sql, params))
+
+
+def record_columns(data: bytes) -> dict[str, np.ndarray]:
+    """Concatenated :data:`PG_RECORD_SQL` records as numpy columns."""
     if len(data) % _PG_RECORD_DTYPE.itemsize:
         raise QueryError(f"unexpected binary records from PostgreSQL ({len(data)} bytes, not a multiple of "
                          f"{_PG_RECORD_DTYPE.itemsize})")
@@ -199,7 +215,7 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
 
 def search_columns(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,
                    observer: np.ndarray | None = None, columns=None,
-                   pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> SourceColumns:
+                   pm_prior: float = epochs.DEFAULT_PM_PRIOR, fetch=None) -> SourceColumns:
     """Return the catalog's sources inside ``region`` at ``epoch`` as columns sorted by distance.
 
     ``region`` has ``cap`` (ra, dec, radius) and ``contains(ra, dec)``; see
@@ -208,9 +224,12 @@ def search_columns(conn: sa.Connection, stats: CatalogStats, region, *, epoch: f
     the annual-parallax shift. ``columns`` selects output columns (default: all). With an
     epoch, ``ra_epoch_error``/``dec_epoch_error`` are the position errors at that epoch
     (:func:`astrodb.epoch.position_errors`; ``pm_prior`` mas/yr for sources without a proper motion).
+    ``fetch(ra, dec, radius)``: the pre-filter, when not :func:`fetch_cap` on ``conn`` (a sharded
+    catalog's, :func:`astrodb.shard.routing.fetch_cap`).
     """
     cra, cdec, crad = region.cap
-    data = fetch_cap(conn, stats, cra, cdec, prefilter_radius(stats, crad, epoch, observer))
+    radius = prefilter_radius(stats, crad, epoch, observer)
+    data = fetch_cap(conn, stats, cra, cdec, radius) if fetch is None else fetch(cra, cdec, radius)
     return _result(data, stats.name, region, epoch, observer, columns, pm_prior)
 
 

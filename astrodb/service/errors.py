@@ -12,7 +12,7 @@ import sqlite3
 
 import sqlalchemy as sa
 
-from ..errors import CatalogNotFoundError, ConfigError, QueryError, one_line
+from ..errors import CatalogNotFoundError, ConfigError, QueryError, ShardUnavailableError, one_line
 
 log = logging.getLogger("astrodb.service")
 
@@ -158,6 +158,9 @@ def call_store(store, fn, *args, **kwargs):
             return fn(*args, **kwargs)
         except CatalogNotFoundError as exc:
             raise NotFound(str(exc)) from None
+        except ShardUnavailableError as exc:  # the shard by name, not its address
+            log.warning("%s", exc)
+            raise Unavailable(f"shard {exc.shard!r} of the catalog database is unavailable; retry later") from None
         except ConfigError as exc:  # cannot open the store, or it is not initialized / upgraded
             raise Unavailable(public_reason(str(exc).replace(store.url, "the catalog database"))) from None
         except QueryError as exc:

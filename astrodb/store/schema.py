@@ -113,6 +113,41 @@ catalog_density = Table(
     Column("count", BigInteger, nullable=False, comment="sources whose ra/dec fall in the pixel"),
 )
 
+# Migration 0015: catalogs sharded by HEALPix range over several PostgreSQL servers (astrodb.shard).
+shards = Table(
+    "shards", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("name", String(40), nullable=False, unique=True),
+    Column("host", Text, nullable=False),
+    Column("port", Integer, nullable=False),
+    Column("dbname", Text, nullable=False),
+    Column("server", String(63), nullable=False, comment="the coordinator's postgres_fdw foreign server"),
+    Column("added_at", DateTime(timezone=True), nullable=False),
+)
+
+shard_ranges = Table(
+    "shard_ranges", metadata,
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), primary_key=True),
+    Column("lo", BigInteger, primary_key=True, comment="first order-29 nested HEALPix index"),
+    Column("hi", BigInteger, nullable=False, comment="last order-29 nested HEALPix index (inclusive)"),
+    Column("shard_id", _Id, ForeignKey("shards.id"), nullable=False),
+    Column("version", BigInteger, nullable=False, comment="the catalog's map version that set it"),
+)
+
+shard_moves = Table(
+    "shard_moves", metadata,
+    Column("id", _Id, primary_key=True, autoincrement=True),
+    Column("catalog_id", _Id, ForeignKey("catalogs.id", ondelete="CASCADE"), nullable=False),
+    Column("lo", BigInteger, nullable=False),
+    Column("hi", BigInteger, nullable=False),
+    Column("source_id", _Id, ForeignKey("shards.id"), nullable=False),
+    Column("target_id", _Id, ForeignKey("shards.id"), nullable=False),
+    Column("step", String(20), nullable=False, comment="copying, switched, done"),
+    Column("rows", BigInteger),
+    Column("started_at", DateTime(timezone=True), nullable=False),
+    Column("finished_at", DateTime(timezone=True)),
+)
+
 # Migration 0013: the regions a catalog was loaded for (astrodb.store.catalog_regions). A catalog
 # without rows here, or with a complete full-sky one, is unlimited; otherwise queries must stay
 # inside the union of its complete rows' ``claimed`` cells at their epochs.

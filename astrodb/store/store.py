@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import difflib
+import functools
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -17,11 +18,13 @@ from ..query.columns import SourceColumns
 from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .engine import create_store_engine
-from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, source_files, sources
+from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, shard_ranges, source_files, sources
 
 
 # ``limited``: loaded for a region, and not (yet) for the whole sky (astrodb.store.catalog_regions).
+# ``shard_version``: the sharded catalog's map version (NULL: its rows are on this server).
 _STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min, epoch_max, "
+              "(SELECT max(m.version) FROM shard_ranges m WHERE m.catalog_id = catalogs.id), "
               "EXISTS (SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id) AND NOT EXISTS "
               "(SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id AND r.full_sky AND r.complete) "
               "FROM catalogs WHERE name = ")
@@ -52,6 +55,9 @@ class Store:
         # Queries are single read-only statements: autocommit spares the BEGIN/ROLLBACK round trips.
         self._reader = engine.execution_options(isolation_level="AUTOCOMMIT")
         self._checked = False
+        self._shard_conns = None
+        self._maps: dict = {}             # sharded catalogs' maps, by catalog id
+        self._sharded_names: set[str] = set()
 
     @property
     def url(self) -> str:
@@ -74,6 +80,8 @@ class Store:
 
     def close(self) -> None:
         """Release the store's database connections."""
+        if self._shard_conns is not None:
+            self._shard_conns.close()
         self.engine.dispose()
 
     # -- schema ---------------------------------------------------------------------------
@@ -84,7 +92,51 @@ class Store:
         except sa.exc.OperationalError as exc:
             raise ConfigError(f"cannot initialize the store at {self.url}: {exc.orig}") from None
         self._checked = True
+        if self.shards():
+            from ..shard.loading import recover
+            from ..shard.servers import migrate_shards
+
+            migrate_shards(self.engine, self.shard_connections())
+            recover(self.engine, self.shard_connections())
         return migrate.head_revision()
+
+    # -- shards ---------------------------------------------------------------------------
+    def shards(self) -> list:
+        """The servers holding this store's sharded catalogs (:class:`astrodb.shard.Shard`);
+        empty for a store on one server."""
+        from ..shard.servers import list_shards
+
+        return list_shards(self.engine)
+
+    def add_shard(self, name: str, url: str):
+        """Add the PostgreSQL database at ``url`` as shard ``name``; catalogs created from now on
+        are spread over every shard. See :func:`astrodb.shard.servers.add_shard`.
+
+        Returns
+        -------
+        astrodb.shard.Shard
+        """
+        from ..shard.servers import add_shard
+
+        self._require_schema()
+        return add_shard(self.engine, name, url)
+
+    def shard_connections(self):
+        """The store's pooled connections to its shards (:class:`astrodb.shard.ShardConnections`)."""
+        if self._shard_conns is None:
+            from ..shard.connections import ShardConnections
+
+            self._shard_conns = ShardConnections(self.engine.url)
+        return self._shard_conns
+
+    def _catalog_map(self, conn: sa.Connection, stats: CatalogStats, fresh: bool = False):
+        from ..shard.shard_map import read_map
+
+        cmap = self._maps.get(stats.id)
+        if fresh or cmap is None or cmap.version != stats.shard_version:
+            cmap = read_map(conn, stats.id)
+            self._maps[stats.id] = cmap
+        return cmap
 
     def _require_schema(self) -> None:
         if self._checked:
@@ -142,7 +194,9 @@ class Store:
         row = conn.exec_driver_sql(_STATS_SQL + mark, (name,)).first()  # hot path: no SQL compilation
         if row is None:
             raise CatalogNotFoundError(self._not_found(name))
-        return CatalogStats(*row[:-1], limited=bool(row[-1]))
+        shard_version = row[7]
+        return CatalogStats(*row[:7], limited=bool(row[8]),
+                            shard_version=None if shard_version is None else int(shard_version))
 
     def density(self, name: str, order: int = DENSITY_ORDER) -> Table:
         """Catalog ``name``'s rows per HEALPix pixel (nested), as every load keeps them.
@@ -193,6 +247,11 @@ class Store:
         with self.engine.begin() as conn:
             stats = self._stats(conn, name)
             n = conn.execute(sa.select(catalogs.c.row_count).where(catalogs.c.id == stats.id)).scalar_one()
+            if stats.shard_version is not None:
+                from ..shard.placement import drop_coordinator_side
+
+                drop_coordinator_side(conn, stats.id)
+                conn.execute(shard_ranges.delete().where(shard_ranges.c.catalog_id == stats.id))
             if conn.dialect.name == "postgresql":
                 partitions.drop(conn, stats.id)
             else:
@@ -201,6 +260,13 @@ class Store:
             conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == stats.id))
             conn.execute(catalog_regions.delete().where(catalog_regions.c.catalog_id == stats.id))
             conn.execute(catalogs.delete().where(catalogs.c.id == stats.id))
+        if stats.shard_version is not None:
+            from ..shard.placement import drop_everywhere
+
+            # After the coordinator forgot the catalog: a shard down now keeps orphan tables
+            # that no map names, never a catalog with rows missing.
+            drop_everywhere(self.shard_connections(), stats.id, self.shards())
+            self._maps.pop(stats.id, None)
         return int(n)
 
     # -- ingest ---------------------------------------------------------------------------
@@ -247,8 +313,24 @@ class Store:
             raise IngestError(problem)
         self._require_schema()
         rows = read_catalog(source, epoch=epoch, id_column=id_column, format=format)
-        with self.engine.begin() as conn:
-            return ingest_rows(conn, rows, name, description=description)
+        if not self.shards():
+            with self.engine.begin() as conn:
+                return ingest_rows(conn, rows, name, description=description)
+        from ..shard.loading import recover
+
+        recover(self.engine, self.shard_connections())
+        pending: list = []   # the shards' prepared shares: committed once the coordinator has
+        try:
+            with self.engine.begin() as conn:
+                result = ingest_rows(conn, rows, name, description=description,
+                                     shards=(self.shard_connections(), pending))
+        except BaseException:
+            for load in pending:
+                load.rollback()
+            raise
+        for load in pending:
+            load.commit()
+        return result
 
     def ingest_gaia(self, paths, release: str | None = None, *, catalog: str | None = None, jobs: int = 1,
                     progress: bool | None = None, region=None, epochs=None):
@@ -398,19 +480,39 @@ class Store:
             if not np.all(np.isfinite(obs)):
                 raise QueryError(f"observer must be a finite barycentric position in AU, got {observer!r}")
         with self._reader.connect() as conn:
-            if jy is None and obs is None and conn.dialect.name == "postgresql":
+            if jy is None and obs is None and conn.dialect.name == "postgresql" and catalog not in self._sharded_names:
                 # At the catalog's own epochs the motion statistics are not needed: one round trip.
                 found = search_columns_by_name(conn, catalog, region, columns=columns, pm_prior=pm_prior)
                 if len(found):
                     return found
                 stats = self._stats(conn, catalog)     # an empty region, or CatalogNotFoundError
-                if not stats.limited:
+                if not stats.limited and stats.shard_version is None:
                     return found
             else:
                 stats = self._stats(conn, catalog)   # CatalogNotFoundError for an unknown name
             if stats.limited:
                 self._check_region(conn, stats, region, jy, obs)
-            return search_columns(conn, stats, region, epoch=jy, observer=obs, columns=columns, pm_prior=pm_prior)
+            if stats.shard_version is None:
+                self._sharded_names.discard(catalog)
+                return search_columns(conn, stats, region, epoch=jy, observer=obs, columns=columns,
+                                      pm_prior=pm_prior)
+            self._sharded_names.add(catalog)
+            return self._search_shards(conn, stats, region, jy, obs, columns, pm_prior)
+
+    def _search_shards(self, conn: sa.Connection, stats: CatalogStats, region, epoch, observer, columns,
+                       pm_prior) -> SourceColumns:
+        """A sharded catalog's search, its pre-filter sent straight to the owning shards."""
+        from ..shard.routing import MapChanged, fetch_cap
+
+        conns = self.shard_connections()
+        for attempt in range(5):
+            cmap = self._catalog_map(conn, stats, fresh=attempt > 0)
+            try:
+                return search_columns(conn, stats, region, epoch=epoch, observer=observer, columns=columns,
+                                      pm_prior=pm_prior, fetch=functools.partial(fetch_cap, conns, cmap))
+            except MapChanged:  # a range moved meanwhile: the new map names its new table
+                continue
+        raise QueryError(f"catalog {stats.name!r}: its shard map kept changing during the query; try again")
 
     @staticmethod
     def _check_region(conn: sa.Connection, stats: CatalogStats, region, epoch: float | None,

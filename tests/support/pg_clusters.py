@@ -72,7 +72,8 @@ class Cluster:
 
     def start(self) -> None:
         """Start the server and wait until it takes connections."""
-        opts = f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c full_page_writes=off"
+        opts = (f"-p {self.port} -c listen_addresses=127.0.0.1 -k {self.root} -c fsync=off -c full_page_writes=off "
+                "-c max_prepared_transactions=20")  # shards take part in two-phase commits
         self._pg_ctl("-w", "-t", "60", "-l", str(self.root / "server.log"), "-o", opts, "start")
 
     def stop(self, mode: str = "fast") -> None:
