@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import numpy as np
-from astropy.table import Table
+from astropy.table import Table, vstack
 import astropy.units as u
 
 
@@ -53,4 +53,16 @@ def gaia_like(n: int, ra: float, dec: float, radius: float, *, seed: int = 0, fa
     t["radial_velocity"] = rv * u.km / u.s
     t["phot_g_mean_mag"] = rng.uniform(8, 21, n)
     t["ref_epoch"] = np.full(n, epoch) * u.yr
+    return t
+
+
+def sky_table(n: int, seed: int) -> Table:
+    """Stars over the whole sky (both poles, RA 0/360) plus dense patches, fast movers included."""
+    rng = np.random.default_rng(seed)
+    parts = [gaia_like(n, 0.0, 0.0, 180.0, seed=seed, fast=30),
+             gaia_like(n // 2, 359.95, 0.3, 1.0, seed=seed + 1, fast=10),     # across RA 0/360
+             gaia_like(n // 4, 123.0, 89.7, 1.0, seed=seed + 2, fast=5),      # north pole
+             gaia_like(n // 4, 300.0, -89.8, 1.0, seed=seed + 3, fast=5)]     # south pole
+    t = vstack(parts)
+    t["source_id"] = rng.permutation(len(t)).astype(np.int64) + 1
     return t

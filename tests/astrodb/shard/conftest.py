@@ -7,15 +7,13 @@ import os
 import uuid
 from dataclasses import dataclass
 
-import numpy as np
 import psycopg
 import pytest
-from astropy.table import Table, vstack
 
 import astrodb
 from tests.conftest import PG_ADMIN, _pg_url
 from tests.support import pg_clusters
-from tests.support.synth import gaia_like
+from tests.support.synth import sky_table
 
 if "postgresql" not in os.environ.get("ASTRODB_TEST_BACKENDS", "postgresql,sqlite"):
     pytest.skip("sharding is PostgreSQL only (ASTRODB_TEST_BACKENDS)", allow_module_level=True)
@@ -35,18 +33,6 @@ class Sharded:
             conn.execute(f'CREATE DATABASE "{name}"')
         self.databases.append(name)
         return _pg_url(name)
-
-
-def sky_table(n: int, seed: int) -> Table:
-    """Stars over the whole sky (both poles, RA 0/360) plus dense patches, fast movers included."""
-    rng = np.random.default_rng(seed)
-    parts = [gaia_like(n, 0.0, 0.0, 180.0, seed=seed, fast=30),
-             gaia_like(n // 2, 359.95, 0.3, 1.0, seed=seed + 1, fast=10),     # across RA 0/360
-             gaia_like(n // 4, 123.0, 89.7, 1.0, seed=seed + 2, fast=5),      # north pole
-             gaia_like(n // 4, 300.0, -89.8, 1.0, seed=seed + 3, fast=5)]     # south pole
-    t = vstack(parts)
-    t["source_id"] = rng.permutation(len(t)).astype(np.int64) + 1
-    return t
 
 
 @pytest.fixture(scope="session")
