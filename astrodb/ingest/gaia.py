@@ -321,7 +321,7 @@ def load_prepared(engine: sa.Engine, cat_id: int, prepared: PreparedFile) -> Fil
             if conn.execute(sa.select(source_files.c.id).where(
                     source_files.c.catalog_id == cat_id, source_files.c.sha256 == prepared.sha256)).first():
                 return FileOutcome(prepared.path, "skipped", 0, "already loaded")
-            cmap = read_map(conn, cat_id) if conn.dialect.name == "postgresql" else None
+            cmap = read_map(conn, cat_id, share=True) if conn.dialect.name == "postgresql" else None
             file_id = conn.execute(source_files.insert().values(
                 catalog_id=cat_id, path=prepared.path, size=prepared.size, sha256=prepared.sha256, rows=n,
                 ingested_at=datetime.now(timezone.utc)).returning(source_files.c.id)).scalar_one()

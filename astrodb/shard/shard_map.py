@@ -110,11 +110,12 @@ def read_shards(conn: sa.Connection) -> dict[int, Shard]:
     return {int(r.id): Shard(int(r.id), r.name, r.host, int(r.port), r.dbname, r.server) for r in rows}
 
 
-def read_map(conn: sa.Connection, catalog_id: int) -> CatalogMap | None:
-    """Catalog ``catalog_id``'s map, or None when it is not sharded."""
-    rows = conn.execute(sa.select(shard_ranges.c.lo, shard_ranges.c.hi, shard_ranges.c.shard_id,
-                                  shard_ranges.c.version)
-                        .where(shard_ranges.c.catalog_id == catalog_id).order_by(shard_ranges.c.lo)).all()
+def read_map(conn: sa.Connection, catalog_id: int, *, share: bool = False) -> CatalogMap | None:
+    """Catalog ``catalog_id``'s map, or None when it is not sharded. ``share``: hold the map
+    until ``conn``'s transaction ends (a load writing by it; a move waits for that)."""
+    query = (sa.select(shard_ranges.c.lo, shard_ranges.c.hi, shard_ranges.c.shard_id, shard_ranges.c.version)
+             .where(shard_ranges.c.catalog_id == catalog_id).order_by(shard_ranges.c.lo))
+    rows = conn.execute(query.with_for_update(read=True) if share else query).all()
     if not rows:
         return None
     arr = np.array([tuple(r) for r in rows], np.int64)
