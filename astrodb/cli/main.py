@@ -1,4 +1,4 @@
-"""The ``astrodb`` command: init, ingest, catalogs, cone, footprint, drop, demo, audit.
+"""The ``astrodb`` command: init, ingest, catalogs, cone, footprint, drop, demo, audit, shard.
 
 Errors are one line on stderr and exit status 2 (1 for an unexpected failure), no traceback.
 """
@@ -16,7 +16,7 @@ from .. import AstrodbError, connect
 from ..epoch import DEFAULT_PM_PRIOR
 from ..errors import CatalogExistsError, QueryError
 from ..query.regions import image_shape
-from . import audit
+from . import audit, shard
 from .output import FORMATS, write_table
 
 
@@ -149,6 +149,7 @@ def _parser() -> argparse.ArgumentParser:
                    "Gaia-like stars in a temporary store (relative + absolute at the observation epoch), "
                    "with their provenance recorded and re-run.")
     audit.add_parser(sub)
+    shard.add_parser(sub)
     return p
 
 
@@ -285,6 +286,8 @@ def main(argv=None) -> int:
                   host=args.host, port=args.port, workers=args.workers, access_log=not args.no_access_log)
         elif args.command == "audit":
             return audit.run(store, args)
+        elif args.command == "shard":
+            return shard.run(store, args)
         return 0
     except AstrodbError as exc:
         print(f"astrodb: error: {exc}", file=sys.stderr)
