@@ -154,8 +154,8 @@ def main() -> None:
         for radius, label in ((0.1, "6'"), (1.1 / 60, "1.1'")):
             log(f"Store.cone {label}")
             results[f"Store.cone {label}"] = compare(
-                lambda ra, dec: len(one.cone(ra, dec, radius, catalog="cat0")),
-                lambda ra, dec: len(coord.cone(ra, dec, radius, catalog="cat1")), centres)
+                lambda ra, dec, r=radius: len(one.cone(ra, dec, r, catalog="cat0")),
+                lambda ra, dec, r=radius: len(coord.cone(ra, dec, r, catalog="cat1")), centres)
         raw = {n: psycopg.connect(urls[n].replace("+psycopg", ""), autocommit=True) for n in ("one", "coord")}
 
         def sql(conn, catalog, radius):
@@ -194,7 +194,7 @@ def main() -> None:
     lines += [f"| ingest_catalog rows/s (2 runs each, alternated) | {r1:,.0f} | {r3:,.0f} | {r3 / r1:.2f}× |",
               f"| client CPU s per load | {cpu['one']:.1f} | {cpu['sharded']:.1f} | |", "",
               f"Routing (cutting the sorted rows along the map, slicing each column per range): "
-              f"{route_us:.3f} CPU-µs per row. Projected to three machines (the client's CPU time as "
+              f"{route_us:.4f} CPU-µs per row. Projected to three machines (the client's CPU time as "
               f"measured, the servers' share of the wall time divided by three): {projected:,.0f} rows/s.", ""]
     text = "\n".join(lines)
     out = HERE / "out"

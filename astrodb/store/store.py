@@ -505,11 +505,18 @@ class Store:
         from ..shard.routing import MapChanged, fetch_cap
 
         conns = self.shard_connections()
+
+        def fetch(cmap, ra, dec, radius):
+            # The cover's order from the catalog's density map, as a single server's cone takes it.
+            order = conn.exec_driver_sql("SELECT astrodb._cover_order(%s, %s, %s, %s)",
+                                         (stats.id, ra, dec, radius)).scalar()
+            return fetch_cap(conns, cmap, order, ra, dec, radius)
+
         for attempt in range(5):
             cmap = self._catalog_map(conn, stats, fresh=attempt > 0)
             try:
                 return search_columns(conn, stats, region, epoch=epoch, observer=observer, columns=columns,
-                                      pm_prior=pm_prior, fetch=functools.partial(fetch_cap, conns, cmap))
+                                      pm_prior=pm_prior, fetch=functools.partial(fetch, cmap))
             except MapChanged:  # a range moved meanwhile: the new map names its new table
                 continue
         raise QueryError(f"catalog {stats.name!r}: its shard map kept changing during the query; try again")
