@@ -88,6 +88,9 @@ NOT_RUN = {
     ("scaling.md", "astrodb ingest gaia ~/gaia/dr3/ --cone 269.45 4.69 30arcmin --epochs 2015 2030"):
         "placeholder files (Gaia's bulk files, a public bucket, MOC and image files); every option runs on "
         "generated bulk files in tests/astrodb/ingest/test_region_load.py::test_cli_region_options",
+    ("scaling.md", "astrodb init                                                     # the coordinator, as any store"):
+        "placeholder servers, passwords and Gaia files; every `astrodb shard` action runs on throwaway "
+        "servers in tests/astrodb/shard/test_shard_cli.py, loads and moves in tests/astrodb/shard",
     ("scaling.md", "from astrodb.query.regions import Cone"):
         "placeholder paths, URL, MOC and WCSs; the same calls run on generated bulk files and HATS "
         "catalogs in tests/astrodb/ingest/test_region_load.py",
