@@ -32,8 +32,7 @@ from ..errors import IngestError
 from ..query.healpix import hpx29
 from ..store import partitions
 from ..shard.shard_map import read_map
-from ..store.schema import (GAIA_CORRELATIONS, catalog_density, catalogs, shard_ranges, shards, source_files,
-                             sources)
+from ..store.schema import GAIA_CORRELATIONS, catalog_density, catalogs, shards, source_files, sources
 from ..store import catalog_regions
 from . import hats_reader, region_select
 from .bulk import insert_columns
@@ -286,12 +285,11 @@ def _drop_if_empty(engine: sa.Engine, cat_id: int) -> None:
                              .where(source_files.c.catalog_id == cat_id)).scalar_one()
         if row is None or row.row_count or files:
             return
-        sharded = conn.dialect.name == "postgresql" and _sharded_store(conn) and read_map(conn, cat_id) is not None
+        sharded = conn.dialect.name == "postgresql" and read_map(conn, cat_id) is not None
         if sharded:
             from ..shard.placement import drop_coordinator_side
 
             drop_coordinator_side(conn, cat_id)
-            conn.execute(shard_ranges.delete().where(shard_ranges.c.catalog_id == cat_id))
         elif conn.dialect.name == "postgresql":
             partitions.drop(conn, cat_id)
         conn.execute(catalog_density.delete().where(catalog_density.c.catalog_id == cat_id))

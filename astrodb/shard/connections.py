@@ -58,6 +58,11 @@ class ShardConnections:
             params["password"] = self._password
         return params
 
+    def url(self, shard: Shard) -> URL:
+        """The SQLAlchemy URL reaching ``shard`` as these connections do (password included)."""
+        return URL.create("postgresql+psycopg", username=self._user, password=self._password, host=shard.host,
+                          port=shard.port, database=shard.dbname)
+
     def connect(self, shard: Shard, autocommit: bool = True) -> psycopg.Connection:
         """A new connection to ``shard`` (not pooled); ShardUnavailableError when it cannot be made."""
         try:

@@ -47,8 +47,9 @@ def attach_all(conn: sa.Connection, cmap: CatalogMap) -> None:
 
 
 def drop_coordinator_side(conn: sa.Connection, catalog_id: int) -> None:
-    """Drop the coordinator's foreign partitions of the catalog (its map goes with the catalog)."""
+    """Drop the coordinator's foreign partitions of the catalog and its map."""
     conn.exec_driver_sql(f"DROP TABLE IF EXISTS astrodb.{coordinator_partition(catalog_id)} CASCADE")
+    conn.execute(shard_ranges.delete().where(shard_ranges.c.catalog_id == catalog_id))
 
 
 def drop_shard_tables(conn: psycopg.Connection, catalog_id: int) -> int:

@@ -121,7 +121,8 @@ def move_range(engine: sa.Engine, conns: ShardConnections, catalog: str, lo: int
     t0 = time.monotonic()
     with engine.connect() as conn:
         cid = _catalog_id(conn, catalog)
-        shards_ = {s.name: s for s in read_shards(conn).values()}
+        by_id = read_shards(conn)
+        shards_ = {s.name: s for s in by_id.values()}
         cmap = read_map(conn, cid)
         if cmap is None:
             raise ConfigError(f"catalog {catalog!r} is not sharded")
@@ -145,7 +146,7 @@ def move_range(engine: sa.Engine, conns: ShardConnections, catalog: str, lo: int
         step, source_id = "copying", cmap.shard_of(i).id
     else:
         move_id, step, source_id = int(pending.id), pending.step, int(pending.source_id)
-    source = read_shards_by_id(engine)[source_id]
+    source = by_id[source_id]
     rows = 0 if pending is None or pending.rows is None else int(pending.rows)
     if step == "copying":
         with engine.begin() as conn:
@@ -170,7 +171,3 @@ def move_range(engine: sa.Engine, conns: ShardConnections, catalog: str, lo: int
                 step="done", finished_at=datetime.now(timezone.utc)))
     return MoveReport(catalog, int(lo), hi, source.name, target, rows, time.monotonic() - t0)
 
-
-def read_shards_by_id(engine: sa.Engine) -> dict:
-    with engine.connect() as conn:
-        return read_shards(conn)

@@ -8,7 +8,7 @@ from datetime import datetime, timezone
 
 import psycopg
 import sqlalchemy as sa
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 
 from ..errors import ConfigError, ShardUnavailableError
 from ..store import migrate
@@ -22,6 +22,19 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]{0,39}$")
 
 def _literal(text: str) -> str:
     return "'" + str(text).replace("'", "''") + "'"
+
+
+def _upgrade(url: URL) -> int:
+    """Migrate the store database at ``url`` to the newest schema; its ``max_prepared_transactions``.
+
+    Raises sqlalchemy's OperationalError when it cannot be reached."""
+    engine = create_store_engine(url.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
+    try:
+        migrate.upgrade(engine)
+        with engine.connect() as conn:
+            return int(conn.exec_driver_sql("SHOW max_prepared_transactions").scalar())
+    finally:
+        engine.dispose()
 
 
 def server_name(name: str) -> str:
@@ -62,16 +75,10 @@ def add_shard(engine: sa.Engine, name: str, url: str) -> Shard:
                 raise ConfigError(f"the store already has a shard {name!r} ({s.address})")
             if (s.host, s.port, s.dbname) == (host, port, dbname):
                 raise ConfigError(f"{host}:{port}/{dbname} is already shard {s.name!r}")
-    shard_engine = create_store_engine(target.set(drivername="postgresql+psycopg").render_as_string(hide_password=False))
     try:
-        try:
-            migrate.upgrade(shard_engine)
-            with shard_engine.connect() as sconn:
-                prepared = int(sconn.exec_driver_sql("SHOW max_prepared_transactions").scalar())
-        except sa.exc.OperationalError as exc:
-            raise ConfigError(f"cannot reach shard {name!r} at {host}:{port}/{dbname}: {str(exc.orig).splitlines()[0]}") from None
-    finally:
-        shard_engine.dispose()
+        prepared = _upgrade(target)
+    except sa.exc.OperationalError as exc:
+        raise ConfigError(f"cannot reach shard {name!r} at {host}:{port}/{dbname}: {str(exc.orig).splitlines()[0]}") from None
     if prepared < 1:
         raise ConfigError(f"shard {name!r} ({host}:{port}/{dbname}) has max_prepared_transactions = 0: loads "
                           "commit on every shard at once (two-phase commit); set it to at least the number of "
@@ -137,16 +144,10 @@ def migrate_shards(engine: sa.Engine, conns: ShardConnections) -> list[str]:
     """Migrate every shard to the newest schema (``astrodb init``); the shards' names."""
     done = []
     for shard in list_shards(engine):
-        url = sa.engine.URL.create("postgresql+psycopg", **{k: v for k, v in (
-            ("username", conns.conninfo(shard).get("user")), ("password", conns.conninfo(shard).get("password")),
-            ("host", shard.host), ("port", shard.port), ("database", shard.dbname)) if v is not None})
-        shard_engine = create_store_engine(url.render_as_string(hide_password=False))
         try:
-            migrate.upgrade(shard_engine)
+            _upgrade(conns.url(shard))
         except sa.exc.OperationalError as exc:
             raise ShardUnavailableError(f"shard {shard.name!r} ({shard.address}) is unavailable: "
                                         f"{str(exc.orig).splitlines()[0]}", shard.name) from None
-        finally:
-            shard_engine.dispose()
         done.append(shard.name)
     return done

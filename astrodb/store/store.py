@@ -18,7 +18,7 @@ from ..query.columns import SourceColumns
 from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .engine import create_store_engine
-from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, shard_ranges, source_files, sources
+from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, source_files, sources
 
 
 # ``limited``: loaded for a region, and not (yet) for the whole sky (astrodb.store.catalog_regions).
@@ -251,7 +251,6 @@ class Store:
                 from ..shard.placement import drop_coordinator_side
 
                 drop_coordinator_side(conn, stats.id)
-                conn.execute(shard_ranges.delete().where(shard_ranges.c.catalog_id == stats.id))
             if conn.dialect.name == "postgresql":
                 partitions.drop(conn, stats.id)
             else:
