@@ -40,3 +40,26 @@ def test_add_and_move_refuse_bad_input_by_name(sharded, capsys):
     assert code == 2 and "no range starting at 12345" in err
     code, _, err = _run(sharded, capsys, "move", "sky", "0", "zz")
     assert code == 2 and "no shard 'zz'" in err
+
+
+def test_init_migrates_every_shard(sharded, capsys):
+    from alembic import command
+
+    from astrodb.store import migrate
+    from astrodb.store.engine import create_store_engine
+
+    shard_a = create_store_engine(sharded.shard_urls["a"].replace("postgresql://", "postgresql+psycopg://"))
+    try:
+        cfg = migrate._config()
+        with shard_a.begin() as conn:   # shard a left at the revision before sharding
+            cfg.attributes["connection"] = conn
+            command.downgrade(cfg, "0014")
+        assert migrate.current_revision(shard_a) == "0014"
+        url = sharded.coordinator.engine.url.render_as_string(hide_password=False)
+        assert main(["--store", url, "init"]) == 0
+        assert migrate.current_revision(shard_a) == migrate.head_revision()
+    finally:
+        shard_a.dispose()
+    capsys.readouterr()
+    code, out, _ = _run(sharded, capsys, "list")
+    assert code == 0 and out.count(f"up, revision {migrate.head_revision()},") == 2
