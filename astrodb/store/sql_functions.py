@@ -229,16 +229,36 @@ def _in_ranges(ra: str, dec: str, radius: str, catalog: str, order: str | None =
     ``order``: the cover's order (``astrodb._cover_order``), the cover then planned into the
     calling static query (``astrodb._hpx_cover``); None: through ``astrodb._hpx_ranges``, for
     dynamic SQL, planned per call, where planning the inlined cover would cost milliseconds.
-    A sharded catalog's rows are ``astrodb.sharded_sources`` (foreign partitions on its shards,
-    :mod:`astrodb.shard`); both tables are pruned to the catalog's own partition when the call
-    starts. LATERAL keeps that plan whatever the statistics say (measured: a join planned on a Gaia
-    partition not yet analyzed read all of it, 1.4 s instead of ~1 ms)."""
+    LATERAL keeps that plan whatever the statistics say (measured: a join planned on a Gaia
+    partition not yet analyzed read all of it, 1.4 s instead of ~1 ms). A sharded catalog's
+    rows are elsewhere: :func:`_shard_ranges`."""
     cover = (f"astrodb._hpx_cover({ra}, {dec}, {radius}, {order})" if order is not None
              else f"astrodb._hpx_ranges({ra}, {dec}, {radius}, {catalog})")
     return (f"{cover} r\n"
-            f"  CROSS JOIN LATERAL (SELECT * FROM (SELECT * FROM astrodb.sources UNION ALL\n"
-            f"    SELECT * FROM astrodb.sharded_sources) s0 WHERE s0.catalog_id = {catalog}\n"
+            f"  CROSS JOIN LATERAL (SELECT * FROM astrodb.sources s0 WHERE s0.catalog_id = {catalog}\n"
             f"    AND s0.hpx29 BETWEEN r.lo AND r.hi OFFSET 0) s")
+
+
+#: The FROM clause of a sharded catalog's pre-filter, as a format() string of the catalog id and
+#: the cover's ranges (:func:`_shard_ranges`).
+_SHARDED_FROM = "astrodb.sharded_sources s WHERE s.catalog_id = %s AND (%s)"
+
+
+def _shard_ranges(target: str, ra: str, dec: str, radius: str, catalog: str, order: str) -> str:
+    """A plpgsql statement setting ``target`` (text) to the pre-filter's FROM clause for a sharded
+    catalog (:mod:`astrodb.shard`): its rows are ``astrodb.sharded_sources``, foreign partitions on
+    the shards, and the cover's ranges are written into the query as constants. The planner then
+    prunes the partitions to those the cover meets and postgres_fdw sends each one query holding
+    every range (measured, 47-row cones through three shards: 2.1 ms, against 6.2 ms for one
+    parameterized remote scan per range as the one-server LATERAL plan makes)."""
+    return (f"SELECT format('{_SHARDED_FROM}', {catalog}, coalesce(string_agg(format("
+            f"'s.hpx29 BETWEEN %s AND %s', c.lo, c.hi), ' OR '), 'false')) INTO {target}\n"
+            f"    FROM astrodb._hpx_cover({ra}, {dec}, {radius}, {order}) c;")
+
+
+def _sharded(catalog: str) -> str:
+    """SQL: whether ``catalog`` (an id) is sharded (has a shard map)."""
+    return f"EXISTS (SELECT 1 FROM astrodb.shard_ranges m WHERE m.catalog_id = {catalog})"
 
 
 # --- HEALPix cover of a disc, in SQL -------------------------------------------------------------
@@ -566,10 +586,19 @@ def _cone_impl() -> str:
     dist = _separation("lon1", "s1", "c1", "s.ra", 's."dec"')
     rest_z = ", ".join(f"z.{c}" for c in _REST)
     rest_s = ", ".join(f"s.{c}" for c in _REST)
+    select = (f"SELECT z.source_id, z.ra, z.\"dec\", z.distance, {rest_z}\n"
+              f"    FROM (SELECT s.source_id, s.ra, s.\"dec\", {{dist}} AS distance, {rest_s}\n"
+              f"            FROM {{src}}\n"
+              f"          OFFSET 0) z\n"
+              f"   WHERE z.distance <= {{radius}}\n"
+              f"   ORDER BY z.distance")
+    one = select.format(dist=dist, src=_in_ranges("cra", "p_dec", "pref", "cid", "kk"), radius="p_radius")
+    sharded = select.format(dist=_separation("$1", "$2", "$3", "s.ra", 's."dec"'), src="%s", radius="$4")
     return _k(f"""
 -- astrodb.cone at the catalog epoch (no propagation). One static query, planned once per
 -- session (generic plan): the HEALPix ranges of the disc, a range scan of the catalog's
--- partition's (catalog_id, hpx29) index for each, exact cut, sort.
+-- partition's (catalog_id, hpx29) index for each, exact cut, sort. A sharded catalog: the same
+-- query over its shards, planned per call with the ranges as constants.
 CREATE FUNCTION astrodb._cone(p_catalog text, p_ra float8, p_dec float8, p_radius float8)
 RETURNS SETOF astrodb._source_row
 LANGUAGE plpgsql STABLE PARALLEL SAFE ROWS 100
@@ -580,6 +609,7 @@ DECLARE
   cid bigint;
   limited boolean;
   kk int;
+  src text;
   cra float8 := p_ra - 360.0 * floor(p_ra / 360.0);    -- ra % 360, as Cone
   pref float8 := least(p_radius + {{PAD}}, 180.0);
   lon1 float8 := cra * {{D2R}};
@@ -595,13 +625,13 @@ BEGIN{_check_cone_args("astrodb.cone", False)}
     PERFORM astrodb._check_region('astrodb.cone', cid, p_catalog, cra, p_dec, p_radius, NULL, 'cone');
   END IF;
   kk := astrodb._cover_order(cid, cra, p_dec, pref);
+  IF {_sharded("cid")} THEN
+    {_shard_ranges("src", "cra", "p_dec", "pref", "cid", "kk")}
+    RETURN QUERY EXECUTE format($q${sharded}$q$, src) USING lon1, s1, c1, p_radius;
+    RETURN;
+  END IF;
   RETURN QUERY
-  SELECT z.source_id, z.ra, z."dec", z.distance, {rest_z}
-    FROM (SELECT s.source_id, s.ra, s."dec", {dist} AS distance, {rest_s}
-            FROM {_in_ranges("cra", "p_dec", "pref", "cid", "kk")}
-          OFFSET 0) z
-   WHERE z.distance <= p_radius
-   ORDER BY z.distance;
+  {one};
 END
 $fn$;
 """)
@@ -611,6 +641,12 @@ def _cone_at_impl() -> str:
     base = f"SELECT {_BASE_COLS}\n  FROM {_in_ranges('cra', 'p_dec', 'pref', 'k.id', 'kk')}"
     dist = _separation("lon1", "s1", "c1", "p.ra_t", "p.dec_t")
     rest = ", ".join(f"w.{c}" for c in _REST)
+    sharded = (f"SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {rest}\n"
+               f"    FROM (SELECT p.*, {_separation('$2', '$3', '$4', 'p.ra_t', 'p.dec_t')} AS distance\n"
+               f"            FROM ({_pipeline(f'SELECT {_BASE_COLS}{chr(10)}  FROM %s', '$1')}) p\n"
+               f"          OFFSET 0) w\n"
+               f"   WHERE w.distance <= $5\n"
+               f"   ORDER BY w.distance")
     return f"""
 -- astrodb.cone at another epoch: the pre-filter widened by the catalog's motion statistics,
 -- the positions propagated per row (SQL expressions, no function call per row), the exact cut.
@@ -624,6 +660,7 @@ DECLARE
   k record;
   pref float8;
   kk int;
+  src text;
   cra float8 := p_ra - 360.0 * floor(p_ra / 360.0);
   lon1 float8 := cra * {K['D2R']};
   s1 float8 := sin(p_dec * {K['D2R']});
@@ -641,6 +678,11 @@ BEGIN{_check_cone_args("astrodb.cone", True)}
   pref := astrodb._prefilter_radius(k.pm_max, k.radial_rate_max, k.parallax_max, k.epoch_min, k.epoch_max,
                                     p_radius, p_epoch);
   kk := astrodb._cover_order(k.id, cra, p_dec, pref);
+  IF {_sharded("k.id")} THEN
+    {_shard_ranges("src", "cra", "p_dec", "pref", "k.id", "kk")}
+    RETURN QUERY EXECUTE format($q${sharded}$q$, src) USING p_epoch, lon1, s1, c1, p_radius;
+    RETURN;
+  END IF;
   RETURN QUERY
   SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {rest}
     FROM (SELECT p.*, {dist} AS distance
@@ -699,7 +741,7 @@ DECLARE
   px float8[]; py float8[]; dd float8;
   cra float8; cdec float8; crad float8 := 0;
   cat record; pref float8;
-  kk float8[]; terms text[] := '{}'; i int; j int; o int;
+  kk float8[]; terms text[] := '{}'; i int; j int; o int; src text;
 BEGIN
   -- Vertices: ARRAY[[ra, dec], ...] or a flat ARRAY[ra, dec, ra, dec, ...].
   IF p_polygon IS NULL THEN
@@ -795,6 +837,12 @@ BEGIN
     END IF;
   END LOOP;
 
+  -- The pre-filter's FROM clause: the cover's ranges, or a sharded catalog's shards.
+  IF {SHARDED} THEN
+    {SHARD_RANGES}
+  ELSE
+    src := {FROM};
+  END IF;
   RETURN QUERY EXECUTE format($q$
 SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {REST_W}
   FROM (SELECT m.*, %3$s AS distance
@@ -814,7 +862,7 @@ SELECT w.source_id, w.ra_t, w.dec_t, w.distance, {REST_W}
         OFFSET 0) w
  ORDER BY w.distance$q$,
       CASE WHEN p_epoch IS NULL THEN 'SELECT q.*, q.ra AS ra_t, q."dec" AS dec_t FROM (' || {BASE} || ') q'
-           ELSE {PIPELINE} END,
+           ELSE replace({PIPELINE}, '@FROM@', src) END,
       coalesce(array_to_string(terms, ' + '), '0'),
       {DIST})
     USING cat.id, cra, pref, p_epoch, kk, cdec;
@@ -824,7 +872,7 @@ $fn$;
 
 
 def _footprint_impl() -> str:
-    base = f"SELECT {_BASE_COLS} FROM {_in_ranges('$2', '$6', '$3', '$1')}"
+    base = f"SELECT {_BASE_COLS} FROM @FROM@"
     dist = _separation("$5[10]", "$5[11]", "$5[12]", "m.ra_t", "m.dec_t")
 
     def lit(s: str) -> str:   # an SQL string literal holding s
@@ -834,7 +882,11 @@ def _footprint_impl() -> str:
             .replace("{SETTINGS}", _QUERY_SETTINGS)
             .replace("{CATALOG_ERROR}", _catalog_error("astrodb.footprint", "p_catalog"))
             .replace("{REST_W}", ", ".join(f"w.{c}" for c in _REST))
-            .replace("{BASE}", lit(base))
+            .replace("{SHARDED}", _sharded("cat.id"))
+            .replace("{SHARD_RANGES}", _shard_ranges("src", "cra", "cdec", "pref", "cat.id",
+                                                     "astrodb._cover_order(cat.id, cra, cdec, pref)"))
+            .replace("{FROM}", lit(_in_ranges('$2', '$6', '$3', '$1')))
+            .replace("{BASE}", f"replace({lit(base)}, '@FROM@', src)")
             .replace("{PIPELINE}", lit(_pipeline(base, "$4")))
             .replace("{DIST}", lit(dist)))
 

@@ -52,8 +52,11 @@ def test_sql_functions_on_the_coordinator_equal_one_server(sharded):
     queries = [("SELECT source_id, ra, dec FROM astrodb.cone('sky', 359.95, 0.3, 0.5)", ()),
                ("SELECT source_id, ra, dec FROM astrodb.cone('sky', 123.0, 89.7, 2.0, 2100.0)", ()),
                ("SELECT source_id, ra, dec FROM astrodb.cone('sky', 30.0, -10.0, 25.0, 1990.0)", ()),
+               ("SELECT source_id, ra, dec FROM astrodb.cone('sky', 45.0, 0.0, 1.5)", ()),   # order-1 corner
                ("SELECT source_id, ra, dec FROM astrodb.footprint('sky', ARRAY[[359.0, -1.0], [1.0, -1.0], "
-                "[1.0, 1.5], [359.0, 1.5]]::float8[], 2030.0)", ())]
+                "[1.0, 1.5], [359.0, 1.5]]::float8[], 2030.0)", ()),
+               ("SELECT source_id, ra, dec FROM astrodb.footprint('sky', ARRAY[[10.0, -30.0], [80.0, -30.0], "
+                "[80.0, 20.0], [10.0, 20.0]]::float8[])", ())]
     for sql, params in queries:
         with sharded.coordinator.engine.connect() as a, sharded.one.engine.connect() as b:
             got, want = a.exec_driver_sql(sql, params).all(), b.exec_driver_sql(sql, params).all()
