@@ -15,6 +15,7 @@ run's provenance record (:mod:`.outcome`) and runs the step, :mod:`.relative` or
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from . import refcat as refcats
 from .absolute import align_absolute
@@ -36,7 +37,7 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
                    tolerance: float = 0.7, xoffset: float = 0.0, yoffset: float = 0.0,
                    enforce_user_order: bool = False, expand_refcat: bool = False, minobj: int = 15,
                    fitgeometry: str = "rshift", nclip: int = 3, sigma: float = 3.0,
-                   clip_accum: bool = False, *, store=None, provenance: bool = True,
+                   clip_accum: bool = False, *, store=None, provenance: bool | Callable = True,
                    max_chance: float = DEFAULT_MAX_CHANCE, brightest: int | None = None,
                    flux_column: str = "flux") -> list:
     """Align images to each other (stcal.tweakreg.relative_align, same parameters and defaults).
@@ -77,6 +78,11 @@ def relative_align(correctors: list, searchrad: float = 2.0, separation: float =
     store : astrodb.Store or URL, optional
         With a store, the run is recorded in its provenance tables (parameters, inputs, fits,
         output WCSs; also when it fails), unless ``provenance`` is False.
+    provenance : bool or callable
+        False: no record. A callable gets the run's record
+        (:class:`astrodb.provenance.record.RunRecord`) instead of the store, which is then only
+        read (batch workers hand their records to the client that writes them:
+        :mod:`aligner.batch`).
     max_chance : float
         Largest accepted probability that a group's matches arise by chance between unrelated
         source lists (Poisson tail of the chance matches expected, the offsets searched counted
@@ -126,7 +132,7 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
                    abs_tolerance: float = 0.7, abs_minobj: int = 15, abs_fitgeometry: str = "rshift",
                    abs_nclip: int = 3, abs_sigma: float = 3.0, clip_accum: bool = False, store=None, *,
                    observer=None, centroid_error: float = refcats.DEFAULT_CENTROID_ERROR_MAS,
-                   timeout: float | None = None, provenance: bool = True,
+                   timeout: float | None = None, provenance: bool | Callable = True,
                    max_chance: float = DEFAULT_MAX_CHANCE, brightest: int | None = None,
                    flux_column: str = "flux", abs_mag_min: float | None = None, abs_mag_max: float | None = None,
                    abs_brightest: int | None = None, abs_mag_column: str = "mag") -> list:
@@ -158,6 +164,11 @@ def absolute_align(correctors: list, abs_refcat, ref_wcs=None, ref_wcsinfo=None,
     store : astrodb.Store or URL, optional
         Where the Gaia releases and store catalogs are (default: ``astrodb.connect()``). A store
         given here also records the run in its provenance tables (unless ``provenance`` is False).
+    provenance : bool or callable
+        False: no record. A callable gets the run's record
+        (:class:`astrodb.provenance.record.RunRecord`) instead of the store, which is then only
+        read (batch workers hand their records to the client that writes them:
+        :mod:`aligner.batch`).
     observer : array-like (3,), optional
         Observer's barycentric position (AU) instead of the Earth's (e.g. a spacecraft at L2).
     centroid_error : float

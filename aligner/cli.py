@@ -1,5 +1,8 @@
 """The ``aligner`` command: align the WCSs of the images a manifest lists.
 
+``aligner align-batch BATCH -o OUTDIR [options]`` does it for many manifests, each a task on a
+Dask cluster (:mod:`aligner.batch`).
+
 ``aligner align MANIFEST -o OUTDIR [options]`` reads each image's WCS and source catalog
 (:func:`aligner.correctors.make_corrector`), aligns the images to each other
 (:func:`aligner.relative_align`, when there is more than one group) and then to a reference
@@ -151,19 +154,8 @@ def _add_option(group, name: str, params, help_text: str) -> None:
         group.add_argument(_flag(name), dest=name, default=default, metavar="VALUE", help=help_text)
 
 
-def _parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Align image WCSs (FITS WCS and gwcs) to each other and to a reference "
-                "catalog, tweakreg style (relative_align, absolute_align).", formatter_class=_Formatter,
-                epilog="run 'aligner align --help' for the alignment options and the manifest format")
-    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
-    a = sub.add_parser("align", help="align the images a manifest lists and write corrected WCSs and reports",
-                       description="Align the images MANIFEST lists: relative alignment (if there is more than "
-                       "one group and not --no-relative), then absolute alignment (with --abs-refcat). "
-                       "Defaults are those of aligner.relative_align/absolute_align.",
-                       formatter_class=_Formatter, epilog=_EPILOG)
-    a.add_argument("manifest", metavar="MANIFEST", help="JSON or table file listing the images (see below)")
-    a.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
-                   help="output directory (created if needed)")
+def _add_align_options(a) -> None:
+    """The alignment options of ``aligner align`` (also those of ``align-batch``)."""
     rel = a.add_argument_group("relative alignment (aligner.relative_align)")
     rel.add_argument("--no-relative", dest="relative", action="store_false",
                      help="skip the relative step")
@@ -182,6 +174,55 @@ def _parser() -> argparse.ArgumentParser:
                     help="do not record the runs in the store's provenance tables")
     for name, text in _ABS_OPTIONS.items():
         _add_option(ab, name, _ABS, text)
+
+
+_BATCH_EPILOG = """\
+batch:
+  a folder of manifests (each one association, named by its file's stem; manifests as for
+  'aligner align') or one table with an association column and the manifest columns.
+
+outputs: OUTDIR/<association>/ holds what 'aligner align' writes for it; OUTDIR/batch_summary.ecsv
+  the summary (association, status, images, aligned, rmse_mas, seconds, worker, note).
+
+provenance: the workers only read the store; this client records each association's runs once,
+  keyed by the sha256 of its manifest, its inputs, the parameters and the software versions. A
+  rerun skips the associations recorded as aligned (--force aligns them again).
+
+exit status: 0 all aligned, 2 bad input/parameters, 3 some associations not (wholly) aligned,
+  1 unexpected failure.
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog=PROG, description="Align image WCSs (FITS WCS and gwcs) to each other and to a reference "
+                "catalog, tweakreg style (relative_align, absolute_align).", formatter_class=_Formatter,
+                epilog="run 'aligner align --help' for the alignment options and the manifest format")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    a = sub.add_parser("align", help="align the images a manifest lists and write corrected WCSs and reports",
+                       description="Align the images MANIFEST lists: relative alignment (if there is more than "
+                       "one group and not --no-relative), then absolute alignment (with --abs-refcat). "
+                       "Defaults are those of aligner.relative_align/absolute_align.",
+                       formatter_class=_Formatter, epilog=_EPILOG)
+    a.add_argument("manifest", metavar="MANIFEST", help="JSON or table file listing the images (see below)")
+    a.add_argument("-o", "--outdir", required=True, metavar="OUTDIR",
+                   help="output directory (created if needed)")
+    _add_align_options(a)
+    b = sub.add_parser("align-batch", help="align many associations (a folder of manifests, or a table with an "
+                       "association column), each as one task on a Dask cluster",
+                       description="Align every association of BATCH as 'aligner align' aligns one manifest, "
+                       "each as a task on a Dask cluster (a local one by default), recording each once.",
+                       formatter_class=_Formatter, epilog=_BATCH_EPILOG)
+    b.add_argument("batch", metavar="BATCH", help="folder of manifests, or a table with an association column")
+    b.add_argument("-o", "--outdir", required=True, metavar="OUTDIR", help="output directory (created if needed)")
+    b.add_argument("--association-column", default="association", metavar="NAME",
+                   help="a table's association column")
+    b.add_argument("--scheduler", metavar="tcp://HOST:PORT", default=None,
+                   help="a running Dask scheduler (default: a local cluster)")
+    b.add_argument("--workers", type=int, default=None, metavar="N",
+                   help="the local cluster's worker processes (default: one per core)")
+    b.add_argument("--force", action="store_true",
+                   help="align again the associations the store records as aligned")
+    _add_align_options(b)
     return p
 
 
@@ -396,9 +437,12 @@ def _check_parameters(args, do_rel: bool, do_abs: bool):
 
 
 def _open_store(args):
-    """The store of --store, else $ASTRODB_URL, else the local one (initialized if new)."""
+    """The store of --store, else $ASTRODB_URL, else the local one (initialized if new); a batch
+    worker's ``args.open_store`` opens it instead (one per process)."""
     import astrodb
 
+    if getattr(args, "open_store", None) is not None:
+        return args.open_store(args.store)
     store = astrodb.connect(args.store)
     if not args.store and not os.environ.get(ENV_URL):
         try:
@@ -592,13 +636,12 @@ def _real(path) -> str:
     return os.path.normcase(os.path.realpath(os.fspath(path)))
 
 
-def _cmd_align(args, progress: _Progress, shown: set) -> int:
+def run_manifest(args, entries: list[_Entry], progress, shown: set) -> list[_Image]:
+    """Align the images ``entries`` lists as ``aligner align`` does with the options ``args``,
+    writing the corrected WCSs and reports to ``args.outdir``; returns the images with the
+    results of their steps. Raises ParameterError for bad inputs or parameters, before any work."""
     from .correctors import _stem, make_corrector, write_wcs
 
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always")
-        entries = read_manifest(args.manifest)
-    _show_warnings(caught, shown)
     outdir = Path(args.outdir)
     images: list[_Image] = []
     seen: dict[str, int] = {}
@@ -648,8 +691,32 @@ def _cmd_align(args, progress: _Progress, shown: set) -> int:
         if im.ok:
             write_wcs(im.corrector, im.output, like=im.entry.wcs)
         _write_reports(im, outdir)
-    print(_summary(images, outdir))
+    return images
+
+
+def _cmd_align(args, progress: _Progress, shown: set) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        entries = read_manifest(args.manifest)
+    _show_warnings(caught, shown)
+    images = run_manifest(args, entries, progress, shown)
+    print(_summary(images, Path(args.outdir)))
     return 0 if all(im.ok for im in images) else 3
+
+
+def _cmd_align_batch(args, progress: bool) -> int:
+    from .batch import align_batch
+
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be at least 1, got {args.workers}")
+    skip = {"command", "batch", "outdir", "association_column", "scheduler", "workers", "force"}
+    options = {k: v for k, v in vars(args).items() if k not in skip}
+    res = align_batch(args.batch, args.outdir, options=options, column=args.association_column,
+                      scheduler=args.scheduler, workers=args.workers, force=args.force, progress=progress)
+    Path(args.outdir).mkdir(parents=True, exist_ok=True)
+    res.table().write(Path(args.outdir) / "batch_summary.ecsv", format="ascii.ecsv", overwrite=True)
+    print(res.summary())
+    return 0 if res.ok else 3
 
 
 def main(argv=None) -> int:
@@ -665,6 +732,8 @@ def main(argv=None) -> int:
         progress = _Progress(sys.stderr.isatty())
         if args.command == "align":
             return _cmd_align(args, progress, shown)
+        if args.command == "align-batch":
+            return _cmd_align_batch(args, progress.enabled)
         return 2  # pragma: no cover - argparse requires a known command
     except _UsageError as exc:
         print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)

@@ -182,7 +182,8 @@ def recorder(step: str, arguments: dict, correctors: Sequence, store, provenance
     from .provenance import Recorder
 
     params = {k: v for k, v in arguments.items() if k not in ("correctors", "store", "provenance")}
-    return Recorder(step, params, correctors, store, capture=capture)
+    return Recorder(step, params, correctors, store, capture=capture,
+                    sink=provenance if callable(provenance) else None)
 
 
 def record(rec, error: BaseException | None = None) -> None:

@@ -78,10 +78,15 @@ class Recorder:
     capture : bool
         Serialize the input WCSs now; False when the caller calls :meth:`capture_inputs` itself
         before it changes any of them.
+    sink : callable, optional
+        Gets the finished :class:`~astrodb.provenance.record.RunRecord` instead of ``store``
+        (which the run then only reads), e.g. to hand it from a batch worker to its client.
     """
 
-    def __init__(self, step: str, parameters: dict, correctors: list, store, *, capture: bool = True) -> None:
+    def __init__(self, step: str, parameters: dict, correctors: list, store, *, capture: bool = True,
+                 sink=None) -> None:
         self.run_id = str(uuid.uuid4())
+        self.sink = sink
         self.step = step
         self.started_at = datetime.now(timezone.utc)
         self.parameters = {k: jsonable(v) for k, v in parameters.items()}  # as they were at the start
@@ -186,8 +191,11 @@ class Recorder:
                         status=status, parameters=self.parameters, software=software_versions(),
                         images=records, n_aligned=n_aligned, reference=self._reference(),
                         message=None if error is None else f"{type(error).__name__}: {error}")
-        record_run(self.store, run)
-        _remember_outputs(derived, self.store)
+        if self.sink is not None:
+            self.sink(run)
+        else:
+            record_run(self.store, run)
+            _remember_outputs(derived, self.store)
         if any(kind == "gwcs" for kind, _ in self.inputs):
             wcs_serializer.start()  # for the next recorded run, if it is not running
         return self.run_id

@@ -325,18 +325,29 @@ def record_run(store: Any, run: RunRecord) -> str:
         store = connect(store)
     try:
         store._require_schema()
-        row = {"run_id": run.run_id, "step": run.step, "started_at": run.started_at,
-               "finished_at": run.finished_at, "user_name": run.user_name, "host": run.host,
-               "software": jsonable(run.software), "parameters": jsonable(run.parameters), "status": run.status,
-               "message": run.message, "n_images": len(run.images), "n_aligned": int(run.n_aligned),
-               **_reference_columns(store, run.reference)}
-        images = [_image_row(run.run_id, i, im) for i, im in enumerate(run.images)]
+        rows = run_rows(store, run)
         with store.engine.begin() as conn:
-            conn.execute(prov_runs.insert().values(**row))
-            if images:
-                conn.execute(prov_images.insert(), images)
-            link_run(conn, run.run_id)  # last: a chained run takes no more images
+            insert_run(conn, *rows)
     finally:
         if own:
             store.close()
     return run.run_id
+
+
+def run_rows(store: Any, run: RunRecord) -> tuple[dict, list[dict]]:
+    """The ``prov_runs`` row and ``prov_images`` rows of ``run`` (the reference's files read
+    from ``store``), for :func:`insert_run`."""
+    row = {"run_id": run.run_id, "step": run.step, "started_at": run.started_at,
+           "finished_at": run.finished_at, "user_name": run.user_name, "host": run.host,
+           "software": jsonable(run.software), "parameters": jsonable(run.parameters), "status": run.status,
+           "message": run.message, "n_images": len(run.images), "n_aligned": int(run.n_aligned),
+           **_reference_columns(store, run.reference)}
+    return row, [_image_row(run.run_id, i, im) for i, im in enumerate(run.images)]
+
+
+def insert_run(conn: sa.Connection, row: dict, images: list[dict]) -> None:
+    """Insert one run's rows (:func:`run_rows`) and chain it, in the caller's transaction."""
+    conn.execute(prov_runs.insert().values(**row))
+    if images:
+        conn.execute(prov_images.insert(), images)
+    link_run(conn, row["run_id"])  # last: a chained run takes no more images

@@ -206,6 +206,26 @@ prov_runs = Table(
     Index("ix_prov_runs_ref_catalog", "ref_catalog"),
 )
 
+# Migration 0017: batch alignment's tasks (aligner align-batch), one row per recorded attempt.
+prov_batch_tasks = Table(
+    "prov_batch_tasks", metadata,
+    Column("task_key", String(64), primary_key=True,
+           comment="sha256 of the manifest, its inputs' sha256, the parameters and the software versions"),
+    Column("attempt", Integer, primary_key=True, comment="0 first; a rerun of a failed or forced task adds one"),
+    Column("association", Text, nullable=False),
+    Column("manifest", Text, nullable=False, comment="the manifest file, or table#association"),
+    Column("manifest_sha256", String(64), nullable=False),
+    Column("status", String(20), nullable=False, comment="success, partial or failed"),
+    Column("message", Text),
+    Column("run_ids", _JSON, nullable=False, comment="the prov_runs rows of the task, in order"),
+    Column("n_images", Integer, nullable=False),
+    Column("n_aligned", Integer, nullable=False),
+    Column("rmse", Double, comment="arcsec, the images' final fits, root mean square"),
+    Column("seconds", Double, comment="the task's time on its worker"),
+    Column("worker", Text, comment="where it ran"),
+    Column("recorded_at", DateTime(timezone=True), nullable=False),
+)
+
 prov_images = Table(
     "prov_images", metadata,
     Column("run_id", String(36), ForeignKey("prov_runs.run_id"), primary_key=True),
