@@ -73,8 +73,12 @@ def read_associations(source, column: str = "association") -> list[Association]:
         out = []
         for f in files:
             with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # unknown keys: aligner align warns; here the worker's run does
-                entries = read_manifest(f)
+                warnings.simplefilter("ignore")  # unknown keys: aligner align warns about them, a batch does not
+                try:
+                    entries = read_manifest(f)
+                except ParameterError as exc:
+                    raise ParameterError(f"{exc} (every file of a batch folder with a manifest's suffix is read as "
+                                         f"a manifest: keep the images and catalogs in another folder)") from None
             out.append(Association(f.stem, str(f.resolve()), sha256_file(str(f)), entries))
         return out
     if not p.is_file():

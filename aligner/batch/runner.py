@@ -217,6 +217,9 @@ def _run(client, pending, opts, outdir, record, store, rows, progress, BatchTask
     from distributed import as_completed
     from tqdm import tqdm
 
+    from .task import warm_up
+
+    client.run(warm_up)  # every worker, before the first task
     futures = {}
     for a, key, attempt in pending:
         fut = client.submit(align_association, a, opts, output_folder(outdir, a), key, attempt, record,

@@ -1,0 +1,182 @@
+"""Batch alignment on a local Dask cluster: associations per minute with 1 and 2 workers, and
+the cluster's overhead per task against aligning the same associations in a loop.
+
+Each association is a synthetic scene (FITS headers + ECSV catalogs, relative then absolute
+alignment against a store catalog on PostgreSQL holding every scene's reference stars), at
+4 images x 2,000 and 32 images x 10,000 sources. ALIGNER_THREADS=1 in every arm (each worker
+a single-threaded process, the loop in one thread), so the cluster's workers are the only
+parallelism. The loop arm runs what a task runs (align, then record the runs) in this process.
+
+    .venv/bin/python bench/bench_batch.py [--small 16] [--large 6]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+os.environ["ALIGNER_THREADS"] = "1"
+
+import numpy as np  # noqa: E402
+import psycopg  # noqa: E402
+from astropy.table import Table, vstack  # noqa: E402
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
+
+import astrodb  # noqa: E402
+from aligner.batch import align_batch, read_associations  # noqa: E402
+from aligner.batch.associations import task_key  # noqa: E402
+from aligner.batch.runner import _NOT_IN_KEY, default_options  # noqa: E402
+from aligner.batch.task import align_association, output_folder  # noqa: E402
+from aligner.provenance import software_versions  # noqa: E402
+from astrodb.provenance.batch import BatchTask, record_batch_task  # noqa: E402
+from bench_store import code_version, command_line, machine_info  # noqa: E402
+from tests.support.aligner_synth import make_scene  # noqa: E402
+
+PG = os.environ.get("ASTRODB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+COLS = ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec", "parallax", "radial_velocity",
+        "ref_epoch", "mag"]
+
+
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def write_batch(folder: Path, n_assoc: int, n_images: int, n_sources: int, seed: int) -> list[Table]:
+    """n_assoc scenes at centres spread over the sky, one manifest each; their reference stars."""
+    refs = []
+    rng = np.random.default_rng(seed)
+    for k in range(n_assoc):
+        centre = (float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-0.9, 0.9)))))
+        s = make_scene(n_images, n_sources, "fits", seed=seed + k, center=centre)
+        images = []
+        for im in s.images:
+            h = im.wcs.to_header(relax=True)
+            h.insert(0, ("NAXIS", 2))
+            h.insert(1, ("NAXIS1", im.shape[1]))
+            h.insert(2, ("NAXIS2", im.shape[0]))
+            h.totextfile(folder / f"a{k}_{im.name}.hdr", overwrite=True)
+            im.catalog.write(folder / f"a{k}_{im.name}_cat.ecsv", overwrite=True)
+            images.append({"wcs": f"a{k}_{im.name}.hdr", "catalog": f"a{k}_{im.name}_cat.ecsv",
+                           "group_id": im.group_id, "epoch": im.epoch})
+        (folder / "manifests").mkdir(exist_ok=True)
+        (folder / "manifests" / f"assoc{k:03d}.json").write_text(json.dumps({"images": [
+            dict(im, wcs=f"../{im['wcs']}", catalog=f"../{im['catalog']}") for im in images]}))
+        t = Table({c: s.refcat[c] for c in COLS})
+        t["source_id"] = np.asarray(t["source_id"]) + (seed + k) * 10_000_000
+        refs.append(t)
+    return refs
+
+
+def loop(folder: Path, outdir: Path, options: dict, store) -> float:
+    """What the tasks do, in this process, one association after the other."""
+    opts = default_options()
+    opts.update(options)
+    params = {k: v for k, v in opts.items() if k not in _NOT_IN_KEY}
+    software = software_versions()
+    t0 = time.perf_counter()
+    for a in read_associations(folder / "manifests"):
+        key = task_key(a, params, software)
+        attempt = int(uuid.uuid4().int % 1_000_000_000)  # new each time, never skipped
+        res = align_association(a, opts, output_folder(outdir, a), key, attempt, True)
+        assert res.status == "success", (a.name, res.message)
+        record_batch_task(store, BatchTask(key, attempt, a.name, a.manifest, a.manifest_sha256, res.status,
+                                           res.n_images, res.n_aligned, rmse=res.rmse, seconds=res.seconds,
+                                           worker="loop"), res.runs)
+    return time.perf_counter() - t0
+
+
+def cluster_run(folder: Path, outdir: Path, options: dict, workers: int) -> tuple[float, float]:
+    """(batch seconds, cluster start seconds) with a new local cluster of ``workers`` processes."""
+    from distributed import Client, LocalCluster
+
+    t0 = time.perf_counter()
+    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, dashboard_address=":0")
+    client = Client(cluster)
+    client.wait_for_workers(workers)
+    start = time.perf_counter() - t0
+    try:
+        t1 = time.perf_counter()
+        res = align_batch(folder / "manifests", outdir, options=options, client=client, force=True)
+        took = time.perf_counter() - t1
+        assert res.ok, res.summary()
+    finally:
+        client.close()
+        cluster.close()
+    return took, start
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--small", type=int, default=16, help="associations of 4 images x 2,000 sources")
+    p.add_argument("--large", type=int, default=6, help="associations of 32 images x 10,000 sources")
+    args = p.parse_args()
+    db = f"astrodb_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(PG, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{db}"')
+    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + db
+    results = {}
+    try:
+        store = astrodb.connect(url)
+        store.init()
+        with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
+            tmp = Path(tmp)
+            refs = []
+            for label, n, ni, ns, seed in (("4×2k", args.small, 4, 2000, 100), ("32×10k", args.large, 32, 10_000, 500)):
+                (tmp / label).mkdir()
+                log(f"writing {n} associations of {label}")
+                refs += write_batch(tmp / label, n, ni, ns, seed)
+            store.ingest_catalog(vstack(refs), "bench_ref")
+            options = {"abs_refcat": "bench_ref", "store": url}
+            for label, n in (("4×2k", args.small), ("32×10k", args.large)):
+                folder = tmp / label
+                runs = {"loop": [], 1: [], 2: []}
+                starts = []
+                for _rep in range(2):  # alternated, twice
+                    log(f"{label}: loop")
+                    runs["loop"].append(loop(folder, tmp / "out-loop", options, store))
+                    for w in (1, 2):
+                        log(f"{label}: {w} worker(s)")
+                        took, start = cluster_run(folder, tmp / f"out-{w}", options, w)
+                        runs[w].append(took)
+                        starts.append(start)
+                best = {k: min(v) for k, v in runs.items()}
+                results[label] = (n, best, float(np.median(starts)))
+                log(f"{label}: {best}")
+        store.close()
+    finally:
+        with psycopg.connect(PG, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
+    m = machine_info()
+    lines = ["## Batch alignment on a local Dask cluster (`bench/bench_batch.py`)", "",
+             f"Command: `{command_line('bench/bench_batch.py', sys.argv[1:])}`", "",
+             f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Linux {m['kernel']}; PostgreSQL 15 on "
+             f"the same machine holds the reference catalog and the records. Code: {code_version()}", "",
+             "Each association: relative then absolute alignment of synthetic FITS images (headers + ECSV "
+             "catalogs) against a store catalog at the images' epoch, outputs and reports written, its runs "
+             "recorded by the client. ALIGNER_THREADS=1 in every arm. Best of two runs per arm, the arms "
+             "alternated; the cluster's start (not counted) is given apart.", "",
+             "| associations | loop in one process | 1 worker | 2 workers | 2 workers / 1 | cluster overhead per task "
+             "(1 worker vs loop) | cluster start |", "|---|---|---|---|---|---|---|"]
+    for label, (n, best, start) in results.items():
+        per_min = {k: 60.0 * n / v for k, v in best.items()}
+        lines.append(f"| {n} × ({label}) | {per_min['loop']:.1f}/min ({best['loop']:.1f} s) | {per_min[1]:.1f}/min "
+                     f"({best[1]:.1f} s) | {per_min[2]:.1f}/min ({best[2]:.1f} s) | {best[1] / best[2]:.2f}× | "
+                     f"{100.0 * (best[1] - best['loop']) / best['loop']:+.1f} % "
+                     f"({1000.0 * (best[1] - best['loop']) / n:+.0f} ms) | {start:.1f} s |")
+    text = "\n".join(lines)
+    out = HERE / "out"
+    out.mkdir(exist_ok=True)
+    (out / "batch.md").write_text(text + "\n")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
