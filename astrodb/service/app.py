@@ -58,6 +58,7 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
             yield
         finally:
             svc.close()
+            gc.unfreeze()  # an app closed in a process that goes on (tests, embedding) leaves its heap as it was
 
     app = FastAPI(title="astrodb service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
 

@@ -165,12 +165,14 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(batch, client, t
         doc = json.loads((d / f"assoc{k - 6}.json").read_text())
         doc["images"][0]["name"] = f"first-of-{k}"
         (d / f"assoc{k}.json").write_text(json.dumps(doc))
+    client.wait_for_workers(2, timeout=120)  # a worker killed by the other backend's run is back
     pids = client.run(os.getpid)
     killed = {}
+    finished = threading.Event()
 
     def kill_one():
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not finished.is_set():
             busy = [w for w, tasks in client.processing().items() if tasks]
             if busy:
                 time.sleep(0.3)     # into the task
@@ -181,14 +183,17 @@ def test_a_worker_killed_mid_batch_loses_and_duplicates_nothing(batch, client, t
 
     t = threading.Thread(target=kill_one)
     t.start()
-    res = align_batch(d, tmp_path / "out", options=_options(store), client=client)
-    t.join()
+    try:
+        res = align_batch(d, tmp_path / "out", options=_options(store), client=client)
+    finally:
+        finished.set()
+        t.join()
     assert killed, "no task was seen running"
     assert res.ok and len(res.rows) == 9, res.summary()
     tasks, runs = _recorded(store)
     assert sorted(t.association for t in tasks) == sorted(r.association for r in res.rows)
     assert len(runs) == 2 * 9 and len({r.run_id for r in runs}) == len(runs)
-    client.wait_for_workers(2, timeout=60)   # the nanny brought it back
+    client.wait_for_workers(2, timeout=120)   # the nanny brings it back
 
 
 def test_the_command_line(batch, tmp_path):
