@@ -198,7 +198,7 @@ class Recorder:
             _remember_outputs(derived, self.store)
         if any(kind == "gwcs" for kind, _ in self.inputs):
             wcs_serializer.start()  # for the next recorded run, if it is not running
-        return self.run_id
+        return run.run_id  # a sink may have given it another
 
     def _output(self, i: int, corrector, result, kind: str, input_wcs: bytes) -> bytes:
         """The record's bytes of image ``i``'s WCS after the run: for an aligned gwcs, the fit's

@@ -109,7 +109,12 @@ def align_association(assoc: Association, options: dict, outdir: str, key: str, 
     args = argparse.Namespace(**options)
     args.manifest = assoc.manifest if os.path.isfile(assoc.manifest) else None
     args.outdir = outdir
-    args.provenance = runs.append if record else False
+
+    def collect(run) -> None:  # the run's id derives from the task's: a retried task returns the same
+        run.run_id = run_ids(key, attempt, len(runs) + 1)[-1]
+        runs.append(run)
+
+    args.provenance = collect if record else False
     args.open_store = _process_store
     n = len(assoc.entries)
     try:
@@ -131,8 +136,6 @@ def align_association(assoc: Association, options: dict, outdir: str, key: str, 
 
 
 def _result(assoc, runs, key, attempt, status, n, aligned, t0, *, rmse=None, message=None) -> AssociationResult:
-    for run, rid in zip(runs, run_ids(key, attempt, len(runs))):
-        run.run_id = rid
     return AssociationResult(assoc.name, status, n, aligned, time.perf_counter() - t0, _worker_name(),
                              rmse=rmse, message=message, runs=runs)
 
