@@ -38,7 +38,7 @@ from aligner.batch.task import align_association, output_folder  # noqa: E402
 from aligner.provenance import software_versions  # noqa: E402
 from astrodb.provenance.batch import BatchTask, record_batch_task  # noqa: E402
 from bench_store import code_version, command_line, machine_info  # noqa: E402
-from tests.support.aligner_synth import make_scene  # noqa: E402
+from tests.support.aligner_synth import make_scene, write_fits_inputs  # noqa: E402
 
 PG = os.environ.get("ASTRODB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
 COLS = ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec", "parallax", "radial_velocity",
@@ -56,16 +56,7 @@ def write_batch(folder: Path, n_assoc: int, n_images: int, n_sources: int, seed:
     for k in range(n_assoc):
         centre = (float(rng.uniform(0, 360)), float(np.degrees(np.arcsin(rng.uniform(-0.9, 0.9)))))
         s = make_scene(n_images, n_sources, "fits", seed=seed + k, center=centre)
-        images = []
-        for im in s.images:
-            h = im.wcs.to_header(relax=True)
-            h.insert(0, ("NAXIS", 2))
-            h.insert(1, ("NAXIS1", im.shape[1]))
-            h.insert(2, ("NAXIS2", im.shape[0]))
-            h.totextfile(folder / f"a{k}_{im.name}.hdr", overwrite=True)
-            im.catalog.write(folder / f"a{k}_{im.name}_cat.ecsv", overwrite=True)
-            images.append({"wcs": f"a{k}_{im.name}.hdr", "catalog": f"a{k}_{im.name}_cat.ecsv",
-                           "group_id": im.group_id, "epoch": im.epoch})
+        images = write_fits_inputs(s, folder, f"a{k}")
         (folder / "manifests").mkdir(exist_ok=True)
         (folder / "manifests" / f"assoc{k:03d}.json").write_text(json.dumps({"images": [
             dict(im, wcs=f"../{im['wcs']}", catalog=f"../{im['catalog']}") for im in images]}))

@@ -14,11 +14,9 @@ import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from astrodb.ingest.table_reader import sha256_file
 
-from ..cli import _Entry, _entry, read_manifest
+from ..cli import _Entry, _entry, _plain, read_manifest
 from ..errors import ParameterError
 
 __all__ = ["Association", "read_associations", "task_key", "MANIFEST_SUFFIXES"]
@@ -39,13 +37,6 @@ class Association:
 
 def _sha256_json(doc) -> str:
     return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def _plain(v):
-    """A table cell as a plain Python value (None when masked)."""
-    if v is None or v is np.ma.masked:
-        return None
-    return v.item() if isinstance(v, np.generic) else v
 
 
 def read_associations(source, column: str = "association") -> list[Association]:

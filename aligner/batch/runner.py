@@ -17,7 +17,6 @@ import sys
 import time
 from dataclasses import dataclass, field
 
-from astrodb.config import ENV_URL
 
 from ..errors import ParameterError
 from .associations import Association, read_associations, task_key
@@ -26,7 +25,7 @@ from .task import AssociationResult, align_association, output_folder
 __all__ = ["BatchResult", "BatchRow", "align_batch", "default_options"]
 
 #: Options that do not change an association's result (left out of its key).
-_NOT_IN_KEY = {"command", "manifest", "outdir", "store", "provenance", "open_store"}
+_NOT_IN_KEY = {"store", "provenance"}
 
 
 @dataclass
@@ -89,15 +88,6 @@ def default_options() -> dict:
     return args
 
 
-def _records(options: dict) -> bool:
-    """Whether the runs are recorded: as ``aligner align`` decides (a store reference, or a store named)."""
-    from .. import refcat as refcats
-
-    return bool(options["provenance"]) and bool(
-        (options["abs_refcat"] and refcats.from_store(options["abs_refcat"])) or options["store"]
-        or os.environ.get(ENV_URL))
-
-
 def _client(scheduler: str | None, workers: int | None):
     """A Dask client: of the cluster at ``scheduler``, else of a new local cluster with one
     single-threaded worker process per core (returned for closing)."""
@@ -148,7 +138,7 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
         A batch that cannot be read or parameters that are wrong for every association (before
         any task is submitted).
     """
-    from astrodb.provenance.batch import BatchTask, record_batch_task, task_states
+    from astrodb.provenance.batch import task_states
 
     from ..cli import _check_parameters
     from ..provenance import software_versions
@@ -168,11 +158,7 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
     # Validate the parameters (and find a store reference) once, here, before any task.
     args = argparse.Namespace(**opts, manifest=None, outdir=str(outdir))
     store = _check_parameters(args, True, bool(opts["abs_refcat"]))
-    record = _records(opts)
-    if record and store is None:
-        from ..cli import _open_store
-
-        store = _open_store(args)
+    record = bool(opts["provenance"]) and store is not None  # as aligner align records
     parameters = {k: v for k, v in opts.items() if k not in _NOT_IN_KEY}
     software = software_versions()
     result = BatchResult(outdir=str(outdir))
@@ -196,14 +182,12 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
             continue
         pending.append((a, keys[a.name], 0 if state is None else state.attempts))
 
-    worker_opts = {k: v for k, v in opts.items() if k != "open_store"}
     own_cluster = None
     if pending:
         if client is None:
             client, own_cluster = _client(scheduler, workers)
         try:
-            _run(client, pending, worker_opts, outdir, record, store, rows, progress,
-                 BatchTask, record_batch_task)
+            _run(client, pending, opts, outdir, record, store, rows, progress)
         finally:
             if own_cluster is not None:
                 client.close()
@@ -213,9 +197,11 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
     return result
 
 
-def _run(client, pending, opts, outdir, record, store, rows, progress, BatchTask, record_batch_task) -> None:
+def _run(client, pending, opts, outdir, record, store, rows, progress) -> None:
     from distributed import as_completed
     from tqdm import tqdm
+
+    from astrodb.provenance.batch import BatchTask, record_batch_task
 
     from .task import warm_up
 

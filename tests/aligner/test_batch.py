@@ -20,7 +20,7 @@ from astropy.table import Table, vstack
 from aligner import cli
 from aligner.batch import align_batch, read_associations
 from aligner.errors import ParameterError
-from tests.support.aligner_synth import make_scene
+from tests.support.aligner_synth import make_scene, write_fits_inputs
 
 CENTRES = [(10.0, -20.0), (60.0, 5.0), (150.0, 40.0), (200.0, -60.0), (250.0, 10.0), (320.0, 30.0)]
 COLS = ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec", "parallax", "radial_velocity",
@@ -43,28 +43,13 @@ def scenes():
     return [make_scene(4, 800, "fits", seed=40 + k, center=c, epoch=2024.0 + k) for k, c in enumerate(CENTRES)]
 
 
-def _write(scene, folder, tag):
-    folder.mkdir(parents=True, exist_ok=True)
-    images = []
-    for im in scene.images:
-        h = im.wcs.to_header(relax=True)
-        h.insert(0, ("NAXIS", 2))
-        h.insert(1, ("NAXIS1", im.shape[1]))
-        h.insert(2, ("NAXIS2", im.shape[0]))
-        h.totextfile(folder / f"{tag}_{im.name}.hdr", overwrite=True)
-        im.catalog.write(folder / f"{tag}_{im.name}_cat.ecsv", overwrite=True)
-        images.append({"wcs": f"{tag}_{im.name}.hdr", "catalog": f"{tag}_{im.name}_cat.ecsv",
-                       "group_id": im.group_id, "epoch": im.epoch})
-    return images
-
-
 @pytest.fixture
 def batch(tmp_path, scenes, db_factory):
     """A folder of six manifests (five good, one whose catalogs hold 3 sources) and a store with
     the scenes' reference stars as catalog ``batch_ref``."""
     d = tmp_path / "batch"
     for k, s in enumerate(scenes):
-        images = _write(s, tmp_path / "data", f"a{k}")
+        images = write_fits_inputs(s, tmp_path / "data", f"a{k}")
         if k == 4:  # too few sources to match
             for im in images:
                 path = tmp_path / "data" / im["catalog"]

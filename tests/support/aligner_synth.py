@@ -940,6 +940,27 @@ def make_correctors(scene: SimScene) -> list:
     return out
 
 
+def write_fits_inputs(scene: SimScene, folder, tag: str) -> list[dict]:
+    """Write a FITS scene's images as ``aligner`` inputs in ``folder``: each WCS as a text header
+    (``<tag>_<name>.hdr``, with NAXIS1/2) and its catalog as ECSV; returns their manifest entries
+    (paths relative to ``folder``)."""
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    images = []
+    for im in scene.images:
+        h = im.wcs.to_header(relax=True)
+        h.insert(0, ("NAXIS", 2))
+        h.insert(1, ("NAXIS1", im.shape[1]))
+        h.insert(2, ("NAXIS2", im.shape[0]))
+        h.totextfile(folder / f"{tag}_{im.name}.hdr", overwrite=True)
+        im.catalog.write(folder / f"{tag}_{im.name}_cat.ecsv", overwrite=True)
+        images.append({"wcs": f"{tag}_{im.name}.hdr", "catalog": f"{tag}_{im.name}_cat.ecsv",
+                       "group_id": im.group_id, "epoch": im.epoch})
+    return images
+
+
 def reference_at_epoch(scene: SimScene, epoch: float | None = None) -> Table:
     """The reference catalog with ``RA``/``DEC`` propagated to ``epoch`` (default: the
     observation epoch) by :func:`astrodb.epoch.propagate` (2-parameter rows stay put).
