@@ -91,6 +91,9 @@ NOT_RUN = {
     ("scaling.md", "astrodb init                                                     # the coordinator, as any store"):
         "placeholder servers, passwords and Gaia files; every `astrodb shard` action runs on throwaway "
         "servers in tests/astrodb/shard/test_shard_cli.py, loads and moves in tests/astrodb/shard",
+    ("scaling.md", "import lsdb"):
+        "a placeholder Gaia DR3 export; the same export, cone searches and cross-matches run on both "
+        "backends in tests/astrodb/export/test_hats_export.py",
     ("scaling.md", "from astrodb.query.regions import Cone"):
         "placeholder paths, URL, MOC and WCSs; the same calls run on generated bulk files and HATS "
         "catalogs in tests/astrodb/ingest/test_region_load.py",

@@ -16,7 +16,7 @@ from .. import AstrodbError, connect
 from ..epoch import DEFAULT_PM_PRIOR
 from ..errors import CatalogExistsError, QueryError
 from ..query.regions import image_shape
-from . import audit, shard
+from . import audit, export, shard
 from .output import FORMATS, write_table
 
 
@@ -150,6 +150,7 @@ def _parser() -> argparse.ArgumentParser:
                    "with their provenance recorded and re-run.")
     audit.add_parser(sub)
     shard.add_parser(sub)
+    export.add_parser(sub)
     return p
 
 
@@ -288,6 +289,8 @@ def main(argv=None) -> int:
             return audit.run(store, args)
         elif args.command == "shard":
             return shard.run(store, args)
+        elif args.command == "export":
+            return export.run(store, args)
         return 0
     except AstrodbError as exc:
         print(f"astrodb: error: {exc}", file=sys.stderr)

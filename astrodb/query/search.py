@@ -31,6 +31,8 @@ _PAD_DEG = 1e-7
 _DB_COLUMNS = ("source_id", *SOURCE_FLOAT_COLUMNS)
 # Fetched for the position errors at the query epoch, not returned (NULL outside Gaia catalogs).
 _FETCHED = (*_DB_COLUMNS, "ra_pmra_corr", "dec_pmdec_corr")
+#: The columns a pre-filter fetches, in the order of :func:`fetched_columns`'s rows.
+FETCHED_COLUMNS = _FETCHED
 
 
 @dataclass(frozen=True)
@@ -185,7 +187,7 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
     """
     cra, cdec, _ = region.cap
     ra, dec = data["ra"], data["dec"]
-    moved = np.zeros(len(ra), dtype=bool)
+    moved = None
     if epoch is not None:
         p = epochs.propagate(ra, dec, data["pmra"], data["pmdec"], data["parallax"],
                              data["radial_velocity"], data["ref_epoch"], epoch, observer=observer)
@@ -194,15 +196,9 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
     dist = separation_deg(cra, cdec, ra[keep], dec[keep])
     order = np.argsort(dist, kind="stable")
     sel = np.nonzero(keep)[0][order]
-    values = {name: data[name][sel] for name in _DB_COLUMNS}
-    values["ra"], values["dec"], values["distance"] = ra[sel], dec[sel], dist[order]
-    if epoch is not None:
-        values["ra_ref"], values["dec_ref"], values["propagated"] = data["ra"][sel], data["dec"][sel], moved[sel]
-        has_pm = ~(np.isnan(values["pmra"]) | np.isnan(values["pmdec"]))
-        values["ra_epoch_error"], values["dec_epoch_error"] = epochs.position_errors(
-            values["ra_error"], values["dec_error"], values["pmra_error"], values["pmdec_error"],
-            epoch - values["ref_epoch"], has_pm=has_pm, ra_pmra_corr=data["ra_pmra_corr"][sel],
-            dec_pmdec_corr=data["dec_pmdec_corr"][sel], pm_prior=pm_prior)
+    values = _epoch_values({name: data[name][sel] for name in _FETCHED}, ra[sel], dec[sel],
+                           None if moved is None else moved[sel], epoch, pm_prior)
+    values["distance"] = dist[order]
     names = [n for n in OUTPUT_COLUMNS if n in values]
     if columns is not None:
         wanted = list(columns)
@@ -211,6 +207,44 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
             raise QueryError(f"unknown column(s) {unknown}; available: {names}")
         names = wanted + (["distance"] if "distance" not in wanted else [])
     return names, {n: values[n] for n in names}
+
+
+def _epoch_values(data: dict[str, np.ndarray], ra: np.ndarray, dec: np.ndarray, moved: np.ndarray | None,
+                  epoch: float | None, pm_prior: float) -> dict[str, np.ndarray]:
+    """The output columns (all but ``distance``) of fetched rows whose positions at ``epoch`` are
+    (ra, dec): the stored ones become ``ra_ref``/``dec_ref``, the errors those at ``epoch``."""
+    values = {name: data[name] for name in _DB_COLUMNS}
+    values["ra"], values["dec"] = ra, dec
+    if epoch is not None:
+        values["ra_ref"], values["dec_ref"], values["propagated"] = data["ra"], data["dec"], moved
+        has_pm = ~(np.isnan(values["pmra"]) | np.isnan(values["pmdec"]))
+        values["ra_epoch_error"], values["dec_epoch_error"] = epochs.position_errors(
+            values["ra_error"], values["dec_error"], values["pmra_error"], values["pmdec_error"],
+            epoch - values["ref_epoch"], has_pm=has_pm, ra_pmra_corr=data["ra_pmra_corr"],
+            dec_pmdec_corr=data["dec_pmdec_corr"], pm_prior=pm_prior)
+    return values
+
+
+def at_epoch(data: dict[str, np.ndarray], epoch: float | None, *,
+             pm_prior: float = epochs.DEFAULT_PM_PRIOR) -> dict[str, np.ndarray]:
+    """Fetched rows (from :func:`fetch_cap` or :func:`record_columns`) at ``epoch``, in their order,
+    with no cut: every output column of :func:`select` but ``distance``.
+
+    Parameters
+    ----------
+    data : dict of str to numpy.ndarray
+        The fetched columns.
+    epoch : float or None
+        Julian year (None: the stored positions).
+    pm_prior : float
+        As for :func:`select`.
+    """
+    ra, dec, moved = data["ra"], data["dec"], None
+    if epoch is not None:
+        p = epochs.propagate(ra, dec, data["pmra"], data["pmdec"], data["parallax"],
+                             data["radial_velocity"], data["ref_epoch"], epoch)
+        ra, dec, moved = p.ra, p.dec, p.moved
+    return _epoch_values(data, ra, dec, moved, epoch, pm_prior)
 
 
 def search_columns(conn: sa.Connection, stats: CatalogStats, region, *, epoch: float | None = None,

@@ -1,0 +1,1 @@
+"""Store catalogs written for other systems: HATS collections for LSDB (:mod:`astrodb.export.hats`)."""
