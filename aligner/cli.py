@@ -170,6 +170,9 @@ def _add_align_options(a) -> None:
                     help="astrodb store URL (default $ASTRODB_URL, else the local store for the store's "
                     "catalogs); every run (both steps, any reference) is recorded in its provenance tables "
                     "when --store or $ASTRODB_URL names one, or when the reference comes from the store")
+    ab.add_argument("--record-store", metavar="URL", default=None,
+                    help="where the runs are recorded when --store is an astrodb service (http(s)://, read "
+                    "only): default $ASTRODB_URL when it names a database, else the local store")
     ab.add_argument("--no-provenance", dest="provenance", action="store_false",
                     help="do not record the runs in the store's provenance tables")
     for name, text in _ABS_OPTIONS.items():
@@ -486,9 +489,44 @@ def _epoch_runs(images: list[_Image]) -> list[tuple[float | None, list[_Image]]]
     return [(jy, [by_corrector[id(c)] for c in cs]) for jy, cs in epoch_runs([im.corrector for im in images])]
 
 
+def record_store(args):
+    """The database that records the runs when the reference store is an astrodb service (read
+    only, over HTTP): ``--record-store``, else ``$ASTRODB_URL`` when it names a database, else the
+    local store (initialized if new)."""
+    import astrodb
+    from astrodb.config import default_sqlite_path
+    from astrodb.store.remote import is_service_url
+
+    env = os.environ.get(ENV_URL)
+    url = args.record_store or (env if env and not is_service_url(env) else None)
+    if is_service_url(url):
+        raise ParameterError(f"--record-store must name a database (postgresql://... or an SQLite file), "
+                             f"not a service: {url!r}")
+    store = astrodb.connect(url or str(default_sqlite_path()))
+    if url is None:
+        default_sqlite_path().parent.mkdir(parents=True, exist_ok=True)
+        try:
+            store.catalogs()
+        except astrodb.ConfigError:
+            store.init()
+    return store
+
+
+def _provenance(args, store):
+    """``provenance`` for the steps: the flag itself, or, for a store read through an astrodb
+    service, a sink that writes each run's record into :func:`record_store`."""
+    if not args.provenance or callable(args.provenance) or getattr(store, "backend", None) != "http":
+        return args.provenance
+    from astrodb.provenance import record_run
+
+    target = record_store(args)
+    return lambda run: record_run(target, run)
+
+
 def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store) -> None:
     from . import refcat as refcats
 
+    provenance = _provenance(args, store)
     correctors = [im.corrector for im in images]
     ngroups = _groups(correctors)
     do_rel = args.relative and ngroups > 1
@@ -496,13 +534,13 @@ def _align(args, images: list[_Image], progress: _Progress, outdir: Path, store)
         progress(f"relative alignment of {len(images)} image(s) in {ngroups} group(s)")
         kw = {k: getattr(args, k) for k in _REL_OPTIONS}
         if store is not None:  # a store records the run's provenance
-            kw.update(store=store, provenance=args.provenance)
+            kw.update(store=store, provenance=provenance)
         _run_step(images, "relative", relative_align, correctors, kw)
     if args.abs_refcat:
         kw = {k: getattr(args, k) for k in _ABS_OPTIONS if k != "epoch"}
         kw.update(abs_refcat=args.abs_refcat, clip_accum=args.clip_accum, max_chance=args.max_chance,
                   brightest=args.brightest, flux_column=args.flux_column, store=store,
-                  abs_catalog_output_dir=str(outdir), provenance=args.provenance)
+                  abs_catalog_output_dir=str(outdir), provenance=provenance)
         if args.epoch is not None:
             runs = [(args.epoch, images)]
         elif refcats.from_store(args.abs_refcat):

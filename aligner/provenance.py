@@ -222,7 +222,8 @@ class Recorder:
         kind = ref.query.get("kind", "table")
         return ReferenceRecord(kind=kind, source=ref.source, query=ref.query, rows=len(ref.ra),
                                sha256=ref.checksum(), catalog=ref.query.get("catalog"),
-                               data=None if kind == "store" else reference_blob(ref.ra, ref.dec, ref.weight))
+                               data=None if kind == "store" else reference_blob(ref.ra, ref.dec, ref.weight),
+                               files=getattr(ref, "files", None))
 
 
 # --- outputs of recorded runs, for the next run's inputs ---------------------------------------

@@ -35,6 +35,9 @@ class Reference:
     weight: np.ndarray
     source: str                  # 'store:<catalog>', a path, or 'table'
     query: dict                  # how it was obtained (for provenance)
+    #: [[file, sha256], ...] the catalog was made of, when the recording store cannot tell (a
+    #: catalog read through an astrodb service); None: the recording store reads them.
+    files: list | None = None
 
     def checksum(self) -> str:
         """sha256 of the rows used: source ids (when known), positions at the epoch and weights."""
@@ -176,4 +179,7 @@ def _from_store(catalog: str, name: str | None, center, radius, epoch, observer,
              "ra": float(center[0]), "dec": float(center[1]), "radius_deg": float(radius), "epoch": epoch,
              "observer_au": None if observer is None else [float(v) for v in observer],
              "rows": len(t), "catalog_rows": info.row_count, "centroid_error_mas": centroid_error_mas}
-    return Reference(table, ra, dec, w, f"store:{catalog}", query)
+    files = None
+    if getattr(store, "backend", None) == "http":  # the records go to another database
+        files = [[f["path"], f["sha256"]] for f in info.files]
+    return Reference(table, ra, dec, w, f"store:{catalog}", query, files)

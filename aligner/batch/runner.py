@@ -25,7 +25,7 @@ from .task import AssociationResult, align_association, output_folder
 __all__ = ["BatchResult", "BatchRow", "align_batch", "default_options"]
 
 #: Options that do not change an association's result (left out of its key).
-_NOT_IN_KEY = {"store", "provenance"}
+_NOT_IN_KEY = {"store", "record_store", "provenance"}
 
 
 @dataclass
@@ -140,7 +140,7 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
     """
     from astrodb.provenance.batch import task_states
 
-    from ..cli import _check_parameters
+    from ..cli import _check_parameters, record_store
     from ..provenance import software_versions
 
     t0 = time.perf_counter()
@@ -159,6 +159,9 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
     args = argparse.Namespace(**opts, manifest=None, outdir=str(outdir))
     store = _check_parameters(args, True, bool(opts["abs_refcat"]))
     record = bool(opts["provenance"]) and store is not None  # as aligner align records
+    if record and getattr(store, "backend", None) == "http":
+        # The workers read an astrodb service; the client records into a database.
+        store = record_store(args)
     parameters = {k: v for k, v in opts.items() if k not in _NOT_IN_KEY}
     software = software_versions()
     result = BatchResult(outdir=str(outdir))

@@ -138,10 +138,26 @@ def _response(rendered: tuple[bytes, str, dict]) -> Response:
 
 
 def _cone(svc, catalog: str, ra: float, dec: float, radius: float, epoch, columns, limit: int, pm_prior: float,
-          fmt: str) -> tuple[bytes, str, dict]:
-    res = svc.cone(catalog, ra, dec, radius, epoch=epoch, columns=columns, limit=limit, pm_prior=pm_prior)
+          fmt: str, observer=None) -> tuple[bytes, str, dict]:
+    res = svc.cone(catalog, ra, dec, radius, epoch=epoch, columns=columns, limit=limit, pm_prior=pm_prior,
+                   observer=observer)
     meta = {"query": "cone", "catalog": catalog, "ra": ra, "dec": dec, "radius": radius, "epoch": epoch}
+    if observer is not None:
+        meta["observer_au"] = [float(v) for v in observer]
     return _table(res, fmt, meta)
+
+
+def _observer(text: str | None) -> np.ndarray | None:
+    if text is None or not text.strip():
+        return None
+    try:
+        xyz = np.array([float(v) for v in text.split(",")], float)
+    except ValueError:
+        xyz = np.empty(0)
+    if xyz.shape != (3,) or not np.all(np.isfinite(xyz)) or np.linalg.norm(xyz) > 1e6:
+        raise BadParameter("observer", f"must be 'x,y,z': the observer's barycentric ICRS position in AU "
+                                       f"(three finite numbers), got {text[:80]!r}")
+    return xyz
 
 
 def _footprint(svc, catalog: str, region, epoch, columns, limit: int, pm_prior: float,
@@ -174,13 +190,19 @@ async def cone(request: Request,
                                            "columns (default all); distance is always included"),
                limit: int | None = Query(None, ge=0, description="row limit (default and cap: max_rows)"),
                pm_prior: float = Query(10.0, ge=0, le=1e6, allow_inf_nan=False, description="mas/yr: prior on "
-                                       "the motion of sources without proper motion (their epoch errors)")):
+                                       "the motion of sources without proper motion (their epoch errors)"),
+               observer: str | None = Query(None, max_length=200, description="with epoch: the observer's "
+                                            "barycentric ICRS position 'x,y,z' in AU, for the annual parallax "
+                                            "(default: none, positions as seen from the barycentre)")):
     svc = request.app.state.service
     P.check_radius("radius", radius, svc.settings.max_radius)
     jy = P.parse_epoch("epoch", epoch)
     n = svc.row_limit("limit", limit)
     cols = _columns(columns)
-    return _response(await svc.query(radius, _cone, catalog, ra, dec, radius, jy, cols, n, pm_prior, format))
+    xyz = _observer(observer)
+    if xyz is not None and jy is None:
+        raise BadParameter("observer", "give an epoch with the observer: the parallax shift is the one seen then")
+    return _response(await svc.query(radius, _cone, catalog, ra, dec, radius, jy, cols, n, pm_prior, format, xyz))
 
 
 class FootprintRequest(BaseModel):

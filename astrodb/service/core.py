@@ -129,11 +129,11 @@ class Service:
         return name
 
     def cone(self, catalog: str, ra: float, dec: float, radius: float, *, epoch: float | None,
-             columns=None, limit: int, pm_prior: float | None = None) -> Result:
+             columns=None, limit: int, pm_prior: float | None = None, observer=None) -> Result:
         self.check_name(catalog)
         kw = {} if pm_prior is None else {"pm_prior": pm_prior}
         rows = call_store(self.store, self.store.search, Cone.create(ra, dec, radius), catalog=catalog, epoch=epoch,
-                          columns=columns, **kw)
+                          columns=columns, observer=observer, **kw)
         return self._limit(rows, limit)
 
     def footprint(self, catalog: str, region, *, epoch: float | None, columns=None, limit: int,

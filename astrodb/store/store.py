@@ -2,9 +2,8 @@
 from __future__ import annotations
 
 import difflib
+import os
 import functools
-from dataclasses import dataclass
-from datetime import datetime
 
 import numpy as np
 import sqlalchemy as sa
@@ -12,11 +11,13 @@ from astropy.table import Table
 
 from .. import epoch as epochs
 from .. import limits
+from ..config import ENV_URL
 from ..errors import CatalogNotFoundError, ConfigError, IngestError, QueryError
 from ..query.regions import Cone, make_region
 from ..query.columns import SourceColumns
 from ..query.search import CatalogStats, search_columns, search_columns_by_name
 from . import migrate, partitions
+from .catalog_info import CatalogInfo
 from .engine import create_store_engine
 from .schema import DENSITY_ORDER, catalog_density, catalog_regions, catalogs, source_files, sources
 
@@ -28,19 +29,6 @@ _STATS_SQL = ("SELECT id, name, pm_max, radial_rate_max, parallax_max, epoch_min
               "EXISTS (SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id) AND NOT EXISTS "
               "(SELECT 1 FROM catalog_regions r WHERE r.catalog_id = catalogs.id AND r.full_sky AND r.complete) "
               "FROM catalogs WHERE name = ")
-
-
-@dataclass(frozen=True)
-class CatalogInfo:
-    """A catalog held by the store."""
-
-    name: str
-    kind: str
-    ref_epoch: float | None
-    description: str | None
-    row_count: int
-    created_at: datetime
-    files: tuple[dict, ...]
 
 
 class Store:
@@ -545,7 +533,14 @@ def connect(url: str | None = None) -> Store:
 
     Returns
     -------
-    Store
-        Call :meth:`Store.init` once on a new database.
+    Store or ServiceStore
+        Call :meth:`Store.init` once on a new database. An ``http(s)://`` URL (here or in
+        ``$ASTRODB_URL``) is an ``astrodb serve``: a read-only
+        :class:`~astrodb.store.remote.ServiceStore` that queries it over HTTP.
     """
+    from .remote import ServiceStore, is_service_url
+
+    given = url or os.environ.get(ENV_URL)
+    if is_service_url(given):
+        return ServiceStore(given)
     return Store(create_store_engine(url))

@@ -21,6 +21,7 @@ from aligner import cli
 from aligner.batch import align_batch, read_associations
 from aligner.errors import ParameterError
 from tests.support.aligner_synth import make_scene, write_fits_inputs
+from tests.support.live_server import live_server
 
 CENTRES = [(10.0, -20.0), (60.0, 5.0), (150.0, 40.0), (200.0, -60.0), (250.0, 10.0), (320.0, 30.0)]
 COLS = ["source_id", "ra", "dec", "ra_error", "dec_error", "pmra", "pmdec", "parallax", "radial_velocity",
@@ -200,3 +201,42 @@ def test_the_command_line(batch, tmp_path):
     assert "no such folder or file" in e.getvalue()
     with store.engine.connect() as conn:
         assert conn.execute(sa.text("SELECT count(*) FROM prov_batch_tasks")).scalar() == 2
+
+
+def test_workers_read_the_store_through_its_http_service(batch, client, tmp_path):
+    """Workers that cannot reach the database read their references from ``astrodb serve``; the
+    client records into the database; the references are the database's rows, bit for bit, and
+    each run re-runs through the service to the same result."""
+    from aligner import refcat as refcats
+    from astrodb.provenance import verify_run
+
+    d, store = batch
+    db = store.engine.url.render_as_string(hide_password=False)
+    with live_server(db) as (base, _):
+        res = align_batch(d, tmp_path / "out", client=client,
+                          options={"abs_refcat": "batch_ref", "store": base, "record_store": db})
+        by = {r.association: r for r in res.rows}
+        assert all(by[f"assoc{k}"].status == "success" for k in (0, 1, 2, 3, 5)), res.summary()
+        assert by["assoc4"].status == "failed"
+        tasks, runs = _recorded(store)
+        assert sorted(t.association for t in tasks) == [f"assoc{k}" for k in range(6)]
+        with store.engine.connect() as conn:
+            absolute = conn.exec_driver_sql("SELECT run_id, ref_query, ref_sha256, ref_files FROM prov_runs "
+                                            "WHERE step = 'absolute' AND status = 'success'").all()
+        assert len(absolute) == 5
+        files = [[f["path"], f["sha256"]] for f in store.catalog("batch_ref").files]
+        for _, query, sha, ref_files in absolute:
+            query = json.loads(query) if isinstance(query, str) else query
+            ref_files = json.loads(ref_files) if isinstance(ref_files, str) else ref_files
+            assert query["store"] == base
+            assert [h for _, h in ref_files] == [h for _, h in files]
+            direct = refcats.resolve("batch_ref", center=(query["ra"], query["dec"]), radius=query["radius_deg"],
+                                     epoch=query["epoch"], observer=np.asarray(query["observer_au"]), store=store)
+            assert direct.checksum() == sha    # the database's rows, bit for bit
+        report = verify_run(store, absolute[0][0])
+        assert report.ok, str(report)
+        # One manifest with aligner align: the same split, its runs recorded in --record-store.
+        assert cli.main(["align", str(d / "assoc0.json"), "--abs-refcat", "batch_ref", "--store", base,
+                         "--record-store", db, "-o", str(tmp_path / "single")]) == 0
+        _, after = _recorded(store)
+        assert len(after) == len(runs) + 2

@@ -82,6 +82,9 @@ def test_limit_truncates_and_flags(client):
     ({"ra": 150, "dec": 2, "radius": 0.1, "columns": "ra,bogus"}, "columns"),
     ({"ra": 150, "dec": 2, "radius": 0.1, "limit": -2}, "limit"),
     ({"ra": 150, "dec": 2, "radius": 0.1, "catalog": "a\x00b"}, "catalog"),
+    ({"ra": 150, "dec": 2, "radius": 0.1, "epoch": 2030, "observer": "1,2"}, "observer"),
+    ({"ra": 150, "dec": 2, "radius": 0.1, "epoch": 2030, "observer": "1,nan,0"}, "observer"),
+    ({"ra": 150, "dec": 2, "radius": 0.1, "observer": "1,0,0"}, "observer"),   # no epoch
 ])
 def test_cone_bad_parameters(client, params, param):
     r = client.get("/v1/cone", params={"catalog": "gaia_dr3", **params})

@@ -17,45 +17,16 @@ import numpy as np
 import pytest
 
 from service_fixtures import CENTER
+from tests.support.live_server import live_server
 
 pyvo = pytest.importorskip("pyvo", reason="pyvo (test extra) not installed")
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(served, backend):
-    port = _free_port()
-    workers = "2" if backend == "postgresql" else "1"     # both ways of serving
-    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    env.pop("ASTRODB_URL", None)
-    proc = subprocess.Popen([sys.executable, "-m", "astrodb.cli.main", "--store", served[0], "serve",
-                             "--port", str(port), "--workers", workers, "--no-access-log"],
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env=env)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if httpx.get(base + "/health", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                proc.kill()
-                pytest.fail(f"server did not start: {proc.communicate()[0][-2000:]}")
-            time.sleep(0.1)
+    workers = 2 if backend == "postgresql" else 1     # both ways of serving
+    with live_server(served[0], workers=workers) as (base, proc):
         yield base, proc
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
 
 
 def test_pyvo_cone_search(server, store):
@@ -204,3 +175,59 @@ def test_a_dead_worker_is_replaced_and_the_port_is_not_shared(server, backend, t
     res = subprocess.run([sys.executable, "-m", "astrodb.cli.main", "serve", "--port", port, "--workers", "2"],
                          capture_output=True, text=True, timeout=60, env=env)
     assert res.returncode == 2 and "already listens" in res.stderr
+
+
+def test_the_store_read_through_the_service_gives_the_database_s_rows(server, store, monkeypatch):
+    import astrodb
+    from astrodb.epoch import earth_barycentric_position
+    from astrodb.store.remote import ServiceStore
+
+    base = server[0]
+    remote = astrodb.connect(base)
+    assert isinstance(remote, ServiceStore) and remote.url == base
+    monkeypatch.setenv("ASTRODB_URL", base + "/")
+    assert isinstance(astrodb.connect(), ServiceStore)
+    assert [c.name for c in remote.catalogs()] == [c.name for c in store.catalogs()]
+    info, local = remote.catalog("gaia_dr3"), store.catalog("gaia_dr3")
+    assert info.row_count == local.row_count and [f["sha256"] for f in info.files] == [f["sha256"] for f in local.files]
+    observer = earth_barycentric_position(2031.2)
+    for epoch, obs in ((None, None), (2031.2, observer), ("2010-03-01", None)):
+        got = remote.cone(*CENTER, 0.2, catalog="gaia_dr3", epoch=epoch, observer=obs)
+        want = store.cone(*CENTER, 0.2, catalog="gaia_dr3", epoch=epoch, observer=obs)
+        assert got.colnames == want.colnames and len(got) == len(want) > 100
+        for name in want.colnames:   # bit for bit, masks included
+            a, b = np.ma.filled(got[name], -999), np.ma.filled(want[name], -999)
+            assert np.array_equal(np.asarray(a), np.asarray(b)), name
+            assert got[name].unit == want[name].unit, name
+    # The parallax shift is applied: without the observer the positions differ.
+    plain = remote.cone(*CENTER, 0.2, catalog="gaia_dr3", epoch=2031.2)
+    seen = remote.cone(*CENTER, 0.2, catalog="gaia_dr3", epoch=2031.2, observer=observer)
+    assert not np.array_equal(np.asarray(plain["ra"]), np.asarray(seen["ra"]))
+
+
+def test_the_store_read_through_the_service_refuses_clearly(server):
+    import astrodb
+    from astrodb.errors import CatalogNotFoundError, ConfigError, QueryError
+
+    remote = astrodb.connect(server[0])
+    with pytest.raises(CatalogNotFoundError, match="no catalog 'nosuch'"):
+        remote.catalog("nosuch")
+    with pytest.raises(CatalogNotFoundError, match="nosuch"):
+        remote.cone(*CENTER, 0.1, catalog="nosuch")
+    with pytest.raises(QueryError, match="radius"):
+        remote.cone(*CENTER, 5.0, catalog="gaia_dr3")
+    with pytest.raises(QueryError, match="epoch"):
+        remote.cone(*CENTER, 0.1, catalog="gaia_dr3", epoch=99999.0)
+    with pytest.raises(ConfigError, match="cannot be reached"):
+        astrodb.connect("http://127.0.0.1:9/").catalogs()
+
+
+def test_a_cut_result_is_an_error_not_a_subset(served):
+    import astrodb
+    from astrodb.errors import QueryError
+
+    with live_server(served[0], extra=("--max-rows", "10")) as (base, _):
+        remote = astrodb.connect(base)
+        assert len(remote.cone(*CENTER, 0.01, catalog="gaia_dr3")) <= 10
+        with pytest.raises(QueryError, match="at most 10 rows"):
+            remote.cone(*CENTER, 0.3, catalog="gaia_dr3")
