@@ -223,7 +223,7 @@ def _run(client, pending, opts, outdir, record, store, rows, progress) -> None:
             except Exception as exc:  # noqa: BLE001 - a task that could not run (e.g. its workers kept dying)
                 res = AssociationResult(a.name, "failed", len(a.entries), 0, math.nan, "",
                                         message=f"task failed: {type(exc).__name__}: {exc}")
-            note = res.message or ""
+            note = "; ".join(([res.message] if res.message else []) + [f"warning: {w}" for w in res.warnings])
             if record:
                 task = BatchTask(task_key=key, attempt=attempt, association=a.name, manifest=a.manifest,
                                  manifest_sha256=a.manifest_sha256, status=res.status, n_images=res.n_images,

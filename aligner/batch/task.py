@@ -39,6 +39,8 @@ class AssociationResult:
     rmse: float | None = None  # arcsec: root mean square of the images' final fits
     message: str | None = None
     runs: list = field(default_factory=list)
+    #: The distinct warnings ``aligner align`` would have shown, three at most.
+    warnings: list = field(default_factory=list)
 
 
 def run_ids(key: str, attempt: int, n: int) -> list[str]:
@@ -117,27 +119,32 @@ def align_association(assoc: Association, options: dict, outdir: str, key: str, 
     args.provenance = collect if record else False
     args.open_store = _process_store
     n = len(assoc.entries)
+    # The warnings aligner align would show (run_manifest collects them here): they go to the
+    # summary, since a worker's stderr is out of the user's sight.
+    shown: set = set()
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            images = run_manifest(args, assoc.entries, lambda msg: None, set())
+            images = run_manifest(args, assoc.entries, lambda msg: None, shown)
     except (AlignerError, OSError, ValueError) as exc:
-        return _result(assoc, runs, key, attempt, "failed", n, 0, t0, message=f"{type(exc).__name__}: {exc}")
+        return _result(assoc, runs, key, attempt, "failed", n, 0, t0, message=f"{type(exc).__name__}: {exc}",
+                       shown=shown)
     except Exception as exc:  # noqa: BLE001 - one association's failure must not end the batch
         return _result(assoc, runs, key, attempt, "failed", n, 0, t0,
-                       message=f"unexpected {type(exc).__name__}: {exc}")
+                       message=f"unexpected {type(exc).__name__}: {exc}", shown=shown)
     aligned = sum(im.ok for im in images)
     fits = [im.final.rmse for im in images if im.ok and im.final.rmse is not None and math.isfinite(im.final.rmse)]
     rmse = math.sqrt(sum(r * r for r in fits) / len(fits)) if fits else None
     failed = [f"{im.name}: {im.final.status if im.final else 'not run'}" for im in images if not im.ok]
     status = "success" if aligned == n else ("partial" if aligned else "failed")
     return _result(assoc, runs, key, attempt, status, n, aligned, t0, rmse=rmse,
-                   message="; ".join(failed) or None)
+                   message="; ".join(failed) or None, shown=shown)
 
 
-def _result(assoc, runs, key, attempt, status, n, aligned, t0, *, rmse=None, message=None) -> AssociationResult:
+def _result(assoc, runs, key, attempt, status, n, aligned, t0, *, rmse=None, message=None,
+            shown=()) -> AssociationResult:
     return AssociationResult(assoc.name, status, n, aligned, time.perf_counter() - t0, _worker_name(),
-                             rmse=rmse, message=message, runs=runs)
+                             rmse=rmse, message=message, runs=runs, warnings=sorted(shown)[:3])
 
 
 def output_folder(outdir: str | Path, assoc: Association) -> str:

@@ -240,3 +240,20 @@ def test_workers_read_the_store_through_its_http_service(batch, client, tmp_path
                          "--record-store", db, "-o", str(tmp_path / "single")]) == 0
         _, after = _recorded(store)
         assert len(after) == len(runs) + 2
+
+
+def test_warnings_reach_the_summary(batch, client, tmp_path):
+    """A partly aligned association: the aligner's warning is in its summary row, not only on a
+    worker's stderr."""
+    d, store = batch
+    manifest = json.loads((d / "assoc0.json").read_text())
+    bad = d.parent / "data" / "a0_partial_cat.ecsv"
+    Table.read(d.parent / "data" / manifest["images"][3]["catalog"].removeprefix("../data/"))[:3].write(bad)
+    manifest["images"][3]["catalog"] = f"../data/{bad.name}"
+    one = tmp_path / "one"
+    one.mkdir()
+    (one / "partial.json").write_text(json.dumps(manifest).replace('"../data/', f'"{d.parent}/data/'))
+    res = align_batch(one, tmp_path / "out", options=_options(store), client=client)
+    (row,) = res.rows
+    assert row.status == "partial" and row.aligned == 3, res.summary()
+    assert "warning: " in row.note and "1 of 4 image(s) not aligned" in row.note, row.note
