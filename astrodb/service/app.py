@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.datastructures import QueryParams
 
 from .. import __version__
-from . import api, gsss, scs
+from . import api, gsss, pages, scs
 from .core import Service
 from .front import BodyLimit, without_body
 from .settings import Settings
@@ -60,7 +60,9 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
             svc.close()
             gc.unfreeze()  # an app closed in a process that goes on (tests, embedding) leaves its heap as it was
 
-    app = FastAPI(title="astrodb service", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    # The API docs load Swagger UI from the service itself (docs_swagger), never from a CDN.
+    app = FastAPI(title="astrodb service", version=__version__, description=DESCRIPTION, lifespan=lifespan,
+                  docs_url=None, redoc_url=None)
 
     @app.exception_handler(ServiceError)
     async def _service_error(request: Request, exc: ServiceError):
@@ -81,7 +83,34 @@ def create_app(settings: Settings | None = None) -> "ProtocolFront":
     app.include_router(scs.router)
     app.include_router(gsss.router)
     app.include_router(api.router)
+    app.include_router(pages.router)
+    _docs(app)
     return ProtocolFront(app, settings.max_body)
+
+
+def _docs(app: FastAPI) -> None:
+    """The pages' static files and the OpenAPI docs at /docs, Swagger UI served from the
+    ``swagger-ui-bundle-v2`` package (works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html, get_swagger_ui_oauth2_redirect_html
+    from fastapi.staticfiles import StaticFiles
+
+    swagger = pages.swagger_folder()
+    if swagger is not None:
+        app.mount("/static/swagger", StaticFiles(directory=swagger), name="swagger")
+    app.mount("/static", StaticFiles(directory=pages.static_folder()), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    async def docs(request: Request):
+        root = request.scope.get("root_path", "").rstrip("/")
+        return get_swagger_ui_html(openapi_url=root + app.openapi_url, title=app.title + " – API docs",
+                                   oauth2_redirect_url=root + "/docs/oauth2-redirect",
+                                   swagger_js_url=root + "/static/swagger/swagger-ui-bundle.js",
+                                   swagger_css_url=root + "/static/swagger/swagger-ui.css",
+                                   swagger_favicon_url=root + "/static/favicon.svg")
+
+    @app.get("/docs/oauth2-redirect", include_in_schema=False)
+    async def oauth2_redirect():
+        return get_swagger_ui_oauth2_redirect_html()
 
 
 class ProtocolFront:

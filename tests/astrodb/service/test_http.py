@@ -104,7 +104,13 @@ EXAMPLES = {
     "/openapi.json": "/openapi.json",
     "/docs": "/docs",
     "/docs/oauth2-redirect": "/docs/oauth2-redirect",
-    "/redoc": "/redoc",
+    "/": "/",
+    "/pages/catalogs/{name}/sky.png": "/pages/catalogs/mine/sky.png",
+    "/pages/cone": "/pages/cone?catalog=gaia_dr3&ra=150&dec=2&radius=0.05",
+    "/pages/runs": "/pages/runs",
+    "/pages/runs/{run_id}": f"/pages/runs/{RUN_IDS[0]}",
+    "/pages/runs/{run_id}/residuals.png": f"/pages/runs/{RUN_IDS[0]}/residuals.png",
+    "/pages/image": "/pages/image?name=img1",
 }
 _SAME = ("content-type", "content-length", "x-truncated")
 
