@@ -502,9 +502,10 @@ def record_store(args):
     if is_service_url(url):
         raise ParameterError(f"--record-store must name a database (postgresql://... or an SQLite file), "
                              f"not a service: {url!r}")
-    store = astrodb.connect(url or str(default_sqlite_path()))
     if url is None:
         default_sqlite_path().parent.mkdir(parents=True, exist_ok=True)
+    store = astrodb.connect(url or str(default_sqlite_path()))
+    if url is None:
         try:
             store.catalogs()
         except astrodb.ConfigError:

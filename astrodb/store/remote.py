@@ -24,10 +24,15 @@ from ..query.columns import SourceColumns
 from ..query.regions import Cone
 from .catalog_info import CatalogInfo
 
-__all__ = ["ServiceStore", "is_service_url"]
+__all__ = ["ServiceStore", "ReadOnlyServiceError", "is_service_url"]
 
 _INT_COLUMNS = {"source_id"}
 _BOOL_COLUMNS = {"propagated"}
+
+
+class ReadOnlyServiceError(ConfigError, AttributeError):
+    """What a store behind the HTTP service cannot do (it is an AttributeError too, so that
+    ``hasattr`` says no)."""
 
 
 def is_service_url(url: str | None) -> bool:
@@ -68,6 +73,13 @@ class ServiceStore:
 
     def close(self) -> None:
         """Nothing to release: each query is one request."""
+
+    def __getattr__(self, name: str):
+        # What a database store has and this one has not (loading, dropping, provenance, SQL).
+        if name.startswith("__"):
+            raise AttributeError(name)
+        raise ReadOnlyServiceError(f"{name}: the store at {self._base} is an astrodb service, read over HTTP "
+                                   f"(catalogs and cones only); this needs the database itself")
 
     # -- HTTP ---------------------------------------------------------------------------------
     def _get(self, path: str, params: dict | None = None) -> dict:

@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 import difflib
-import os
 import functools
+import os
 
 import numpy as np
 import sqlalchemy as sa

@@ -220,6 +220,9 @@ def test_the_store_read_through_the_service_refuses_clearly(server):
         remote.cone(*CENTER, 0.1, catalog="gaia_dr3", epoch=99999.0)
     with pytest.raises(ConfigError, match="cannot be reached"):
         astrodb.connect("http://127.0.0.1:9/").catalogs()
+    with pytest.raises(ConfigError, match="ingest_catalog: the store at .* is an astrodb service"):
+        remote.ingest_catalog("x.ecsv", "x")
+    assert not hasattr(remote, "engine")
 
 
 def test_a_cut_result_is_an_error_not_a_subset(served):
