@@ -89,7 +89,8 @@ def test_the_context_builds_a_wheel_in_a_clean_venv(tmp_path):
     names = zipfile.ZipFile(wheel).namelist()
     for module in ("astrodb/store/store.py", "aligner/align.py", "astrodb/_migrations/env.py",
                    "astrodb/service/app.py", "astrodb/_migrations/versions/0002_sql_functions.sql",
-                   "astrodb/_migrations/versions/0008_input_checks.downgrade.sql"):
+                   "astrodb/_migrations/versions/0008_input_checks.downgrade.sql",
+                   "astrodb/service/templates/run.html", "astrodb/service/static/astrodb.css"):  # the web pages
         assert module in names, module
     for init in sorted([*ROOT.glob("astrodb/**/__init__.py"), *ROOT.glob("aligner/**/__init__.py")]):
         assert str(init.relative_to(ROOT)) in names, f"package {init.parent.name} is not in the wheel (pyproject.toml)"
