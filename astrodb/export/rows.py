@@ -16,12 +16,12 @@ import numpy as np
 import sqlalchemy as sa
 
 from .. import epoch as epochs
-from .. import limits
 from ..errors import QueryError
-from ..query.search import FETCHED_COLUMNS, PG_RECORD_SQL, at_epoch, fetched_columns, record_columns
+from ..query.search import (FETCHED_COLUMNS, PG_RECORD_SQL, at_epoch, fetch_records, fetched_columns,
+                            query_epoch, record_columns)
 from ..store.schema import DENSITY_ORDER, HEALPIX_ORDER, catalog_density, catalogs
 
-__all__ = ["CatalogRows", "chunk_ranges", "catalog_rows", "julian_epoch"]
+__all__ = ["CatalogRows", "chunk_ranges", "catalog_rows"]
 
 _SHIFT = 2 * (HEALPIX_ORDER - DENSITY_ORDER)
 
@@ -39,20 +39,6 @@ class CatalogRows:
     #: Loaded for a region only (:mod:`astrodb.store.catalog_regions`): rows elsewhere are missing.
     region_limited: bool
     sharded: bool
-
-
-def julian_epoch(epoch, what: str = "epoch") -> float | None:
-    """``epoch`` (Julian year, 'J2030', ISO time, Time or None) as a Julian year, checked."""
-    if epoch is None:
-        return None
-    try:
-        jy = float(epochs.to_julian_year(epoch))
-    except (ValueError, TypeError):
-        raise QueryError(f"{what} must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
-    problem = limits.epoch_problem(jy)
-    if problem:
-        raise QueryError(f"{what} {problem}")
-    return jy
 
 
 def chunk_ranges(pixels: np.ndarray, counts: np.ndarray, chunk_rows: int) -> np.ndarray:
@@ -85,13 +71,7 @@ def _fetch_range(conn: sa.Connection, table: str, catalog_id: int, lo: int, hi: 
         # Binary records, as the cone's pre-filter reads them (astrodb.query.search).
         sql = (f"SELECT string_agg({PG_RECORD_SQL}, ''::bytea) FROM {table} sources "
                "WHERE catalog_id = %s AND hpx29 BETWEEN %s AND %s GROUP BY hpx29 >> 42")
-        cur = conn.connection.dbapi_connection.cursor(binary=True)
-        try:
-            cur.execute(sql, (catalog_id, lo, hi))
-            data = b"".join(bytes(part) for (part,) in cur.fetchall() if part is not None)
-        finally:
-            cur.close()
-        return record_columns(data)
+        return record_columns(fetch_records(conn.connection.dbapi_connection, sql, (catalog_id, lo, hi)))
     cur = conn.connection.dbapi_connection.cursor()
     try:
         cur.execute(f"SELECT {', '.join(FETCHED_COLUMNS)} FROM {table} "
@@ -127,7 +107,7 @@ def catalog_rows(store, name: str, *, epoch=None, chunk_rows: int = 500_000,
         The iterator raises :class:`~astrodb.errors.QueryError` at its end if the rows read do
         not add up to the catalog's row count.
     """
-    jy = julian_epoch(epoch)
+    jy = query_epoch(epoch)
     store._require_schema()
     with store.engine.connect() as conn:
         if conn.dialect.name == "postgresql":  # one snapshot: the count, the map and every chunk

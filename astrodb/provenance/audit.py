@@ -165,23 +165,34 @@ def _status_matches(value: str, wanted: str | None) -> bool:
     return wanted is None or str(value).lower().startswith(wanted.strip().lower())
 
 
+def filter_runs(query, conn: sa.Connection, *, image=None, since=None, until=None, catalog=None, step=None):
+    """``query`` (a select from ``prov_runs``) narrowed as ``astrodb audit list`` narrows: runs
+    that fitted an image of name ``image``, started in [``since``, ``until``), against
+    ``catalog`` (a store catalog, also by stcal's names, or a reference file as recorded), of
+    ``step``. ``conn``: the connection it will run on (SQLite compares times as naive UTC)."""
+    prov_runs, prov_images = _prov()
+    if since is not None:
+        query = query.where(prov_runs.c.started_at >= _when(conn, parse_time(since, "since")))
+    if until is not None:
+        query = query.where(prov_runs.c.started_at < _when(conn, parse_time(until, "until")))
+    if catalog is not None:
+        names = _catalog_names(catalog)
+        query = query.where(sa.or_(prov_runs.c.ref_catalog.in_(names), prov_runs.c.ref_source.in_(names)))
+    if step is not None:
+        query = query.where(prov_runs.c.step == step)
+    if image is not None:
+        query = query.where(sa.exists().where(prov_images.c.run_id == prov_runs.c.run_id,
+                                              prov_images.c.name == image))
+    return query
+
+
 def _run_rows(store, *, image=None, since=None, until=None, catalog=None, status=None, step=None,
               run_ids=None) -> list[dict]:
-    prov_runs, prov_images = _prov()
+    prov_runs, _ = _prov()
     _schema(store)
     q = sa.select(*_run_columns(prov_runs)).order_by(prov_runs.c.started_at, prov_runs.c.run_id)
     with store.engine.connect() as conn:
-        if since is not None:
-            q = q.where(prov_runs.c.started_at >= _when(conn, parse_time(since, "since")))
-        if until is not None:
-            q = q.where(prov_runs.c.started_at < _when(conn, parse_time(until, "until")))
-        if catalog is not None:
-            names = _catalog_names(catalog)
-            q = q.where(sa.or_(prov_runs.c.ref_catalog.in_(names), prov_runs.c.ref_source.in_(names)))
-        if step is not None:
-            q = q.where(prov_runs.c.step == step)
-        if image is not None:
-            q = q.where(sa.exists().where(prov_images.c.run_id == prov_runs.c.run_id, prov_images.c.name == image))
+        q = filter_runs(q, conn, image=image, since=since, until=until, catalog=catalog, step=step)
         if run_ids is not None:
             q = q.where(prov_runs.c.run_id.in_(list(run_ids)))
         rows = [dict(r) for r in conn.execute(q).mappings()]

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 from astropy.table import Table
 
 from .. import epoch as epochs
+from .. import limits
 from ..errors import QueryError
 from ..store.schema import SOURCE_FLOAT_COLUMNS
 from .columns import OUTPUT_COLUMNS, SourceColumns
@@ -50,6 +51,22 @@ class CatalogStats:
     limited: bool = False
     #: Sharded (:mod:`astrodb.shard`): its map's version; None: its rows are on this server.
     shard_version: int | None = None
+
+
+def query_epoch(epoch, what: str = "epoch") -> float | None:
+    """A query's ``epoch`` (Julian year, 'J2030', ISO time, astropy Time or None) as a Julian
+    year within the store's epochs (:func:`astrodb.limits.epoch_problem`); QueryError naming
+    ``what`` otherwise."""
+    if epoch is None:
+        return None
+    try:
+        jy = float(epochs.to_julian_year(epoch))
+    except (ValueError, TypeError):
+        raise QueryError(f"{what} must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
+    problem = limits.epoch_problem(jy)
+    if problem:
+        raise QueryError(f"{what} {problem}")
+    return jy
 
 
 def prefilter_radius(stats: CatalogStats, radius_deg: float, epoch: float | None,

@@ -239,7 +239,7 @@ def quiet_pool_faults(engine: sa.Engine) -> logging.Logger:
 def _query_error_parameter(message: str) -> str:
     if "column" in message[:30]:
         return "columns"
-    for name in ("epoch", "radius", "ra", "dec", "pm_prior", "observer", "polygon"):
+    for name in ("epoch", "radius", "ra", "dec", "pm_prior", "observer", "polygon", "since", "until"):
         if message.startswith(name):
             return name
     return "query"

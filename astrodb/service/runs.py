@@ -66,32 +66,15 @@ def list_runs(store, *, limit: int, offset: int, catalog: str | None, status: st
 
 def page_runs(store, *, limit: int, offset: int, image: str | None = None, catalog: str | None = None,
               status: str | None = None, step: str | None = None, since=None, until=None) -> tuple[list[dict], bool]:
-    """One page of runs, newest first, filtered as ``astrodb audit list`` filters: (rows, whether
-    more follow). ``catalog`` matches a store catalog (stcal's Gaia names too) or a reference
-    file as recorded; ``since``/``until`` are dates or ISO times (UTC unless they say)."""
-    from ..gaia_names import store_catalog
-    from ..provenance.audit import parse_time
+    """One page of runs, newest first, filtered as ``astrodb audit list`` filters
+    (:func:`astrodb.provenance.audit.filter_runs`): (rows, whether more follow)."""
+    from ..provenance.audit import filter_runs
 
     q = sa.select(*(prov_runs.c[n] for n in _RUN_SUMMARY))
-    if catalog:
-        names = [catalog] + ([store_catalog(catalog)] if store_catalog(catalog) else [])
-        q = q.where(sa.or_(prov_runs.c.ref_catalog.in_(names), prov_runs.c.ref_source.in_(names)))
     if status:
         q = q.where(prov_runs.c.status == status)
-    if step:
-        q = q.where(prov_runs.c.step == step)
-    if image:
-        q = q.where(sa.exists().where(prov_images.c.run_id == prov_runs.c.run_id, prov_images.c.name == image))
     with store.engine.connect() as conn:
-        for name, value, op in (("since", since, "__ge__"), ("until", until, "__lt__")):
-            if value:
-                try:
-                    when = parse_time(value, name)
-                except ValueError as exc:
-                    raise BadParameter(name, str(exc)) from None
-                if conn.dialect.name == "sqlite":  # stored as naive UTC text
-                    when = when.replace(tzinfo=None)
-                q = q.where(getattr(prov_runs.c.started_at, op)(when))
+        q = filter_runs(q, conn, image=image, since=since, until=until, catalog=catalog, step=step)
         q = q.order_by(prov_runs.c.started_at.desc(), prov_runs.c.run_id).limit(limit + 1).offset(offset)
         rows = [dict(r) for r in conn.execute(q).mappings()]
     return rows[:limit], len(rows) > limit

@@ -15,7 +15,7 @@ from ..config import ENV_URL
 from ..errors import CatalogNotFoundError, ConfigError, IngestError, QueryError
 from ..query.regions import Cone, make_region
 from ..query.columns import SourceColumns
-from ..query.search import CatalogStats, search_columns, search_columns_by_name
+from ..query.search import CatalogStats, query_epoch, search_columns, search_columns_by_name
 from . import migrate, partitions
 from .catalog_info import CatalogInfo
 from .engine import create_store_engine
@@ -451,13 +451,7 @@ class Store:
         if not hasattr(region, "cap"):
             region = make_region(region)
         self._require_schema()
-        try:
-            jy = None if epoch is None else float(epochs.to_julian_year(epoch))
-        except (ValueError, TypeError):
-            raise QueryError(f"epoch must be a Julian year (2030.0), 'J2030' or an ISO time, got {epoch!r}") from None
-        problem = None if jy is None else limits.epoch_problem(jy)
-        if problem:
-            raise QueryError(f"epoch {problem}")
+        jy = query_epoch(epoch)
         if not (isinstance(pm_prior, (int, float, np.floating, np.integer)) and np.isfinite(pm_prior)
                 and pm_prior >= 0):
             raise QueryError(f"pm_prior must be a finite number >= 0 (mas/yr), got {pm_prior!r}")
