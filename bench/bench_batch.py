@@ -23,7 +23,6 @@ from pathlib import Path
 os.environ["ALIGNER_THREADS"] = "1"
 
 import numpy as np  # noqa: E402
-import psycopg  # noqa: E402
 from astropy.table import Table, vstack  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -37,7 +36,7 @@ from aligner.batch.runner import _NOT_IN_KEY, default_options  # noqa: E402
 from aligner.batch.task import align_association, output_folder  # noqa: E402
 from aligner.provenance import software_versions  # noqa: E402
 from astrodb.provenance.batch import BatchTask, record_batch_task  # noqa: E402
-from bench_store import code_version, command_line, machine_info  # noqa: E402
+from bench_store import code_version, command_line, machine_info, scratch_database, write_report  # noqa: E402
 from tests.support.aligner_synth import make_scene, write_fits_inputs  # noqa: E402
 
 PG = os.environ.get("ASTRODB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -140,12 +139,8 @@ def main() -> None:
     p.add_argument("--small", type=int, default=16, help="associations of 4 images x 2,000 sources")
     p.add_argument("--large", type=int, default=6, help="associations of 32 images x 10,000 sources")
     args = p.parse_args()
-    db = f"astrodb_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + db
     results = {}
-    try:
+    with scratch_database(PG) as url:
         store = astrodb.connect(url)
         store.init()
         with tempfile.TemporaryDirectory(prefix="bench-batch-") as tmp:
@@ -177,9 +172,6 @@ def main() -> None:
                 results[label] = (n, best, float(np.median(starts)), recording[int(np.argmin(runs["loop"]))])
                 log(f"{label}: {best}")
         store.close()
-    finally:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     m = machine_info()
     lines = ["## Batch alignment on a local Dask cluster (`bench/bench_batch.py`)", "",
              f"Command: `{command_line('bench/bench_batch.py', sys.argv[1:])}`", "",
@@ -199,11 +191,7 @@ def main() -> None:
                      f"{best[1] / best[2]:.2f}× | {best['loop'] / best['2 processes']:.2f}× "
                      f"({best['2 processes']:.1f} s) | {100.0 * (best[1] - best['loop']) / best['loop']:+.1f} % "
                      f"({1000.0 * (best[1] - best['loop']) / n:+.0f} ms) | {start:.1f} s |")
-    text = "\n".join(lines)
-    out = HERE / "out"
-    out.mkdir(exist_ok=True)
-    (out / "batch.md").write_text(text + "\n")
-    print(text)
+    write_report("batch", "\n".join(lines))
 
 
 if __name__ == "__main__":

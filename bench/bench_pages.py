@@ -15,7 +15,6 @@ import argparse
 import statistics
 import sys
 import time
-import uuid
 import warnings
 from pathlib import Path
 
@@ -29,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import aligner  # noqa: E402
 import astrodb  # noqa: E402
 from astrodb.datasets import HIPPARCOS_EPOCH, hipparcos  # noqa: E402
-from bench_store import code_version, command_line, machine_info  # noqa: E402
+from bench_store import code_version, command_line, machine_info, scratch_database, write_report  # noqa: E402
 from tests.support.aligner_synth import make_correctors, make_scene  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -49,8 +48,7 @@ def fill(store, url: str, n: int) -> None:
     corr = make_correctors(scene)
     aligner.relative_align(corr, store=store)
     aligner.absolute_align(corr, "field", epoch=2024.5, store=store)
-    raw = url.replace("postgresql+psycopg://", "postgresql://")
-    with psycopg.connect(raw, autocommit=False) as conn:
+    with psycopg.connect(url, autocommit=False) as conn:
         conn.execute("SET search_path = astrodb, public")
         cols = [r[0] for r in conn.execute(
             "SELECT column_name FROM information_schema.columns WHERE table_schema = 'astrodb' AND "
@@ -105,12 +103,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--runs", type=int, default=100_000)
     args = p.parse_args()
-    db = f"astrodb_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{db}"')
-    url = PG.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") + "/" + db
     rows = []
-    try:
+    with scratch_database(PG) as url:
         store = astrodb.connect(url)
         store.init()
         t0 = time.perf_counter()
@@ -149,9 +143,6 @@ def main() -> None:
                 rows.append((label, path, first, median))
                 log(f"{label}: first {first:.1f} ms, then {median:.1f} ms")
         store.close()
-    finally:
-        with psycopg.connect(PG, autocommit=True) as conn:
-            conn.execute(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     m = machine_info()
     lines = ["## Web pages of `astrodb serve` (`bench/bench_pages.py`)", "",
              f"Command: `{command_line('bench/bench_pages.py', sys.argv[1:])}`", "",
@@ -166,11 +157,7 @@ def main() -> None:
         is_plot = path.endswith(".png")
         ok = "(plot)" if is_plot else ("yes" if median <= TARGET_MS else "no")
         lines.append(f"| {label} | `{path}` | {first:.1f} | {median:.1f} | {ok} |")
-    text = "\n".join(lines)
-    out = HERE / "out"
-    out.mkdir(exist_ok=True)
-    (out / "pages.md").write_text(text + "\n")
-    print(text)
+    write_report("pages", "\n".join(lines))
 
 
 if __name__ == "__main__":

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import astrodb  # noqa: E402
-from bench_store import code_version, command_line, machine_info  # noqa: E402
+from bench_store import code_version, command_line, machine_info, write_report  # noqa: E402
 from tests.support import pg_clusters  # noqa: E402
 from tests.support.synth import gaia_like  # noqa: E402
 
@@ -196,11 +196,7 @@ def main() -> None:
               f"Routing (cutting the sorted rows along the map, slicing each column per range): "
               f"{route_us:.4f} CPU-µs per row. Projected to three machines (the client's CPU time as "
               f"measured, the servers' share of the wall time divided by three): {projected:,.0f} rows/s.", ""]
-    text = "\n".join(lines)
-    out = HERE / "out"
-    out.mkdir(exist_ok=True)
-    (out / "shard.md").write_text(text + "\n")
-    print(text)
+    write_report("shard", "\n".join(lines))
 
 
 if __name__ == "__main__":

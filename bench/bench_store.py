@@ -24,6 +24,7 @@ Measured:
 from __future__ import annotations
 
 import argparse
+import contextlib
 import cProfile
 import datetime as dt
 import gc
@@ -266,6 +267,27 @@ def pg_url_for(admin: str, dbname: str) -> str:
             base = base[len(p):]
             break
     return f"postgresql://{base}/{dbname}"
+
+
+@contextlib.contextmanager
+def scratch_database(admin: str, prefix: str = "astrodb_bench"):
+    """A new, empty PostgreSQL database on the server of ``admin`` for one benchmark run; yields
+    its URL and drops it afterwards, also when the run fails."""
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield pg_url_for(admin, name)
+    finally:
+        with psycopg.connect(admin, autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def write_report(name: str, text: str) -> None:
+    """A benchmark's report: printed, and kept as ``bench/out/<name>.md`` for BENCHMARKS.md."""
+    OUT_DIR.mkdir(exist_ok=True)
+    (OUT_DIR / f"{name}.md").write_text(text + "\n")
+    print(text)
 
 
 # -- the benchmark -------------------------------------------------------------------------
