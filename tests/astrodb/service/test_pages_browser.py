@@ -26,9 +26,8 @@ from tests.support.aligner_synth import make_correctors, make_scene
 from tests.support.live_server import live_server
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium (test extra) not installed")
-from selenium.common.exceptions import NoAlertPresentException  # noqa: E402
+from selenium.common.exceptions import NoAlertPresentException, WebDriverException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
-from selenium.webdriver.support.expected_conditions import staleness_of  # noqa: E402
 from selenium.webdriver.support.ui import Select, WebDriverWait  # noqa: E402
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -103,10 +102,11 @@ def _page_ok(driver, base: str) -> None:
 
 def _click_and_load(driver, element) -> None:
     """Click a link or button that loads a new page, and wait for that page."""
-    old = driver.find_element(By.TAG_NAME, "html")
+    # Mark the old page, not wait for staleness: Chrome may report a stale element as a CDP error (selenium#15401).
+    driver.execute_script("document.documentElement.dataset.leaving = 'yes'")
     element.click()
-    WebDriverWait(driver, 60).until(staleness_of(old))
-    WebDriverWait(driver, 60).until(lambda d: d.execute_script("return document.readyState") == "complete")
+    WebDriverWait(driver, 60, ignored_exceptions=(WebDriverException,)).until(lambda d: d.execute_script(
+        "return document.readyState === 'complete' && document.documentElement.dataset.leaving === undefined"))
 
 
 def _images_loaded(driver, css: str) -> int:
