@@ -36,7 +36,7 @@ from aligner.batch.runner import _NOT_IN_KEY, default_options  # noqa: E402
 from aligner.batch.task import align_association, output_folder  # noqa: E402
 from aligner.provenance import software_versions  # noqa: E402
 from astrodb.provenance.batch import BatchTask, record_batch_task  # noqa: E402
-from bench_store import code_version, command_line, machine_info, scratch_database, write_report  # noqa: E402
+from bench_store import report_head, scratch_database, write_report  # noqa: E402
 from tests.support.aligner_synth import make_scene, write_fits_inputs  # noqa: E402
 
 PG = os.environ.get("ASTRODB_BENCH_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -172,12 +172,9 @@ def main() -> None:
                 results[label] = (n, best, float(np.median(starts)), recording[int(np.argmin(runs["loop"]))])
                 log(f"{label}: {best}")
         store.close()
-    m = machine_info()
-    lines = ["## Batch alignment on a local Dask cluster (`bench/bench_batch.py`)", "",
-             f"Command: `{command_line('bench/bench_batch.py', sys.argv[1:])}`", "",
-             f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Linux {m['kernel']}; PostgreSQL 15 on "
-             f"the same machine holds the reference catalog and the records. Code: {code_version()}", "",
-             "Each association: relative then absolute alignment of synthetic FITS images (headers + ECSV "
+    lines = report_head("Batch alignment on a local Dask cluster (`bench/bench_batch.py`)", "bench/bench_batch.py",
+                        "PostgreSQL 15 on the same machine holds the reference catalog and the records.")
+    lines += ["Each association: relative then absolute alignment of synthetic FITS images (headers + ECSV "
              "catalogs) against a store catalog at the images' epoch, outputs and reports written, its runs "
              "recorded by the client. ALIGNER_THREADS=1 in every arm. Best of two runs per arm, the arms "
              "alternated; the cluster's start (not counted) is given apart.", "",

@@ -28,7 +28,7 @@ sys.path.insert(0, str(HERE))
 import aligner  # noqa: E402
 import astrodb  # noqa: E402
 from astrodb.datasets import HIPPARCOS_EPOCH, hipparcos  # noqa: E402
-from bench_store import code_version, command_line, machine_info, scratch_database, write_report  # noqa: E402
+from bench_store import report_head, scratch_database, write_report  # noqa: E402
 from tests.support.aligner_synth import make_correctors, make_scene  # noqa: E402
 
 PG = "postgresql://postgres@127.0.0.1:5432/postgres"
@@ -143,12 +143,9 @@ def main() -> None:
                 rows.append((label, path, first, median))
                 log(f"{label}: first {first:.1f} ms, then {median:.1f} ms")
         store.close()
-    m = machine_info()
-    lines = ["## Web pages of `astrodb serve` (`bench/bench_pages.py`)", "",
-             f"Command: `{command_line('bench/bench_pages.py', sys.argv[1:])}`", "",
-             f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Linux {m['kernel']}; PostgreSQL 15 on the "
-             f"same machine. Code: {code_version()}", "",
-             f"Store: {n_runs:,} recorded runs (4 images each), Hipparcos (117,955 rows) and a field catalog. "
+    lines = report_head("Web pages of `astrodb serve` (`bench/bench_pages.py`)", "bench/bench_pages.py",
+                        "PostgreSQL 15 on the same machine.")
+    lines += [f"Store: {n_runs:,} recorded runs (4 images each), Hipparcos (117,955 rows) and a field catalog. "
              "Server time: the ASGI app called in-process (no network), median of 5 requests after a first one "
              f"(the first also pays the process's cold caches); target ≤ {TARGET_MS:.0f} ms a page, judged on the "
              "median. Plots are separate requests, drawn once and then cached.", "",

@@ -36,7 +36,7 @@ sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 import astrodb  # noqa: E402
-from bench_store import code_version, command_line, machine_info, write_report  # noqa: E402
+from bench_store import report_head, write_report  # noqa: E402
 from tests.support import pg_clusters  # noqa: E402
 from tests.support.synth import gaia_like  # noqa: E402
 
@@ -177,12 +177,9 @@ def main() -> None:
     wall = {k: float(np.mean([w for w, _ in v])) for k, v in runs.items()}
     # Three machines: the client's work (read, sort, route, send) stays, the servers' divides by 3.
     projected = args.rows / (cpu["sharded"] + max(wall["sharded"] - cpu["sharded"], 0.0) / 3)
-    m = machine_info()
-    lines = ["## Sharded store: three PostgreSQL shards against one server", "",
-             f"Command: `{command_line('bench/bench_shard.py', sys.argv[1:])}`", "",
-             f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Linux {m['kernel']}; five PostgreSQL 15 "
-             "servers on it (one, coordinator, three shards), same settings (fsync off). Code: " + code_version(), "",
-             f"{args.rows:,} Gaia-like rows (three patches of ~44 k rows/deg² in order-1 pixels held by "
+    lines = report_head("Sharded store: three PostgreSQL shards against one server", "bench/bench_shard.py",
+                        "five PostgreSQL 15 servers on it (one, coordinator, three shards), same settings (fsync off).")
+    lines += [f"{args.rows:,} Gaia-like rows (three patches of ~44 k rows/deg² in order-1 pixels held by "
              "different shards, and an all-sky background); each cone figure is over the same "
              f"{args.queries} centres in the patches, the two stores alternated per centre, row counts equal.", "",
              "| what | one server | sharded (3) | ratio |", "|---|---|---|---|"]

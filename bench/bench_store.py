@@ -209,6 +209,15 @@ def code_version(paths=("astrodb", "aligner", "migrations")) -> str:
     return f"{pkg}, uncommitted changes: {dirty}"
 
 
+def report_head(title: str, script: str, setup: str) -> list[str]:
+    """A report's first lines: its title, the command that ran (``script`` with this process's
+    arguments), and the machine with ``setup`` (what else runs on it, one sentence) and the code."""
+    m = machine_info()
+    return [f"## {title}", "", f"Command: `{command_line(script, sys.argv[1:])}`", "",
+            f"Machine: {m['nproc']} cores ({m['cpu']}), {m['ram']} RAM, Linux {m['kernel']}; {setup} "
+            f"Code: {code_version()}", ""]
+
+
 def command_line(script: str, args, placeholders: dict[str, str] | None = None) -> str:
     """The command that ran, as a report shows it, run from the repository root and free of this
     machine's paths: the interpreter as ``.venv/bin/python`` (``python`` if it is another one),
