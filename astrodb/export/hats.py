@@ -69,8 +69,8 @@ def _arrow(values: dict[str, np.ndarray], schema: pa.Schema) -> pa.Table:
     return pa.Table.from_arrays(arrays, schema=schema)
 
 
-def _stage(info: CatalogRows, chunks, folder: Path) -> tuple[list[Path], pa.Schema | None]:
-    """Write the chunks as Parquet files in ``folder``; the files and their schema."""
+def _stage(chunks, folder: Path) -> list[Path]:
+    """Write the chunks as Parquet files in ``folder``; the files."""
     files, schema = [], None
     for i, values in enumerate(chunks):
         if schema is None:
@@ -79,7 +79,7 @@ def _stage(info: CatalogRows, chunks, folder: Path) -> tuple[list[Path], pa.Sche
         path = folder / f"rows_{i:05d}.parquet"
         pq.write_table(_arrow(values, schema), path)
         files.append(path)
-    return files, schema
+    return files
 
 
 def _properties(info: CatalogRows) -> dict:
@@ -98,7 +98,8 @@ def _properties(info: CatalogRows) -> dict:
     return props
 
 
-def _client(scheduler: str | None, workers: int):
+def _client(scheduler: str | None, workers: int) -> tuple:
+    """(client, its local cluster or None): both for the caller to close."""
     from dask.distributed import Client, LocalCluster
 
     if scheduler:
@@ -189,17 +190,17 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
     target.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target, so that the finished collection is moved into place by a rename.
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
-    owned = None
+    owned = ()  # the client and local cluster made here, closed at the end
     try:
         staged = work / "staged"
         staged.mkdir()
         with catalog_rows(store, catalog, epoch=epoch, chunk_rows=chunk_rows) as (info, chunks):
-            files, _ = _stage(info, chunks, staged)
+            files = _stage(chunks, staged)
         if not files:
             raise QueryError(f"catalog {catalog!r} holds no rows: nothing to export")
         if client is None:
-            client, owned = _client(scheduler, workers)
-            owned = (client, owned)
+            owned = _client(scheduler, workers)
+            client = owned[0]
         args = (CollectionArguments(output_artifact_name=target.name, output_path=work / "out",
                                     tmp_dir=work / "tmp", progress_bar=progress, resume=False)
                 .catalog(output_artifact_name=catalog, input_file_list=[str(f) for f in files],
@@ -218,10 +219,9 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
     except Exception as exc:
         raise AstrodbError(f"HATS export of {catalog!r} to {target} failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        if owned is not None:
-            owned[0].close()
-            if owned[1] is not None:
-                owned[1].close()
+        for made in owned:
+            if made is not None:
+                made.close()
         shutil.rmtree(work, ignore_errors=True)
     rows, partitions, margin_rows = _summary(target)
     return HatsExport(target, catalog, rows, info.epoch, float(margin_arcsec), partitions, margin_rows)

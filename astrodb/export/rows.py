@@ -121,8 +121,8 @@ def catalog_rows(store, name: str, *, epoch=None, chunk_rows: int = 500_000,
                                .order_by(catalog_density.c.pixel)).all()
         info = CatalogRows(name, row.kind, row.description, row.ref_epoch, int(row.row_count), jy,
                            stats.limited, stats.shard_version is not None)
-        ranges = chunk_ranges(np.array([r[0] for r in density], np.int64),
-                              np.array([r[1] for r in density], np.int64), chunk_rows)
+        density = np.array(density, np.int64).reshape(-1, 2)
+        ranges = chunk_ranges(density[:, 0], density[:, 1], chunk_rows)
         # A sharded catalog's rows are the coordinator's foreign partitions (astrodb.shard).
         table = "astrodb.sharded_sources" if info.sharded else "sources"
 
