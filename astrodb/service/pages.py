@@ -10,7 +10,6 @@ append-only, so a run's plot never changes).
 """
 from __future__ import annotations
 
-import functools
 import io
 import json
 import math
@@ -26,6 +25,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from .. import __version__
 from ..errors import AstrodbError
+from ..store.remote import is_service_url
 from . import params as P
 from . import runs as R
 from .errors import BadParameter, NotFound, ServiceError, call_store
@@ -227,21 +227,11 @@ def _fmt(v, spec: str) -> str:
     return "" if v is None or (isinstance(v, float) and not math.isfinite(v)) else format(v, spec)
 
 
-def _show_run(store, run_id: str) -> dict:
-    from ..provenance import audit
-
-    R._check_id(run_id)
-    try:
-        return audit.show_run(store, run_id)
-    except audit.RunNotFoundError as exc:
-        raise R._run_not_found(exc) from None
-
-
 @router.get("/pages/runs/{run_id}", response_class=HTMLResponse)
 async def run_page(request: Request, run_id: str):
     svc = request.app.state.service
     try:
-        run = await svc.run(call_store, svc.store, _show_run, svc.store, run_id)
+        run = await svc.run(call_store, svc.store, R.by_run_id, "show_run", svc.store, run_id)
     except ServiceError as exc:
         return _error(request, exc, back=str(request.url_for("runs_page")))
     images = []
@@ -254,7 +244,7 @@ async def run_page(request: Request, run_id: str):
                        "output_wcs_sha256": im.get("output_wcs_sha256") or ""})
     run["started"], run["finished"] = _when(run["started_at"]), _when(run["finished_at"])
     query = dict(run.get("ref_query") or {})
-    if "store" in query and not str(query["store"]).lower().startswith(("http://", "https://")):
+    if "store" in query and not is_service_url(str(query["store"])):
         query["store"] = "(a database: its address is not shown)"   # no server paths or hosts in the pages
     params = run.get("parameters") or {}
     software = run.get("software") or {}
@@ -266,14 +256,9 @@ async def run_page(request: Request, run_id: str):
 
 
 def _residuals(store, run_id: str) -> bytes:
-    from ..provenance import audit
     from ..provenance.plot import plot_run
 
-    R._check_id(run_id)
-    try:
-        rid = audit.resolve_run_id(store, run_id)
-    except audit.RunNotFoundError as exc:
-        raise R._run_not_found(exc) from None
+    rid = R.by_run_id("resolve_run_id", store, run_id)
     png = _images.get(("residuals", rid))
     if png is None:
         buf = io.BytesIO()
@@ -304,7 +289,7 @@ def _history(store, name: str) -> list[dict]:
     for row in t:
         r = {k: row[k] for k in t.colnames}
         rm = r.get("rmse_mas")
-        r["rmse"] = "" if rm is None or np.ma.is_masked(rm) or not math.isfinite(float(rm)) else f"{float(rm):.3f}"
+        r["rmse"] = _fmt(None if rm is None or np.ma.is_masked(rm) else float(rm), ".3f")
         out.append(r)
     return out
 
@@ -325,7 +310,6 @@ async def image_page(request: Request):
     return _render(request, "image.html", nav="runs", name=name, history=history)
 
 
-@functools.lru_cache(maxsize=1)
 def static_folder() -> str:
     """The pages' CSS and icon."""
     return os.path.join(os.path.dirname(__file__), "static")

@@ -98,16 +98,26 @@ def _run_not_found(exc: Exception) -> Exception:
     return BadParameter("id", msg) if "ambiguous" in msg or "not a run id" in msg else NotFound(msg)
 
 
+def by_run_id(what: str, store, run_id: str, *args):
+    """``astrodb.provenance.<what>(store, run_id, *args)`` (``show_run``, ``resolve_run_id``,
+    ``export_prov``: a function that looks a run up), with a malformed, ambiguous or unknown id
+    answered as the service's BadParameter or NotFound. Imported here, in the worker thread: the
+    provenance package is not loaded at start-up."""
+    _check_id(run_id)
+    from .. import provenance
+
+    try:
+        return getattr(provenance, what)(store, run_id, *args)
+    except provenance.RunNotFoundError as exc:
+        raise _run_not_found(exc) from None
+
+
 def get_run(store, run_id: str) -> dict:
     """One run (a unique id prefix of >= 4 hex digits works) with its images."""
-    _check_id(run_id)
     audit = _audit()
     if audit is None:
         return get_run_direct(store, run_id)
-    try:
-        run = audit.show_run(store, run_id)
-    except audit.RunNotFoundError as exc:
-        raise _run_not_found(exc) from None
+    run = by_run_id("show_run", store, run_id)
     images = run.pop("images", [])
     out = _jsonable(run)
     out["images"] = [_jsonable(im) for im in images]
@@ -116,16 +126,12 @@ def get_run(store, run_id: str) -> dict:
 
 def get_prov(store, run_id: str, fmt: str) -> str:
     """The run as PROV-JSON (``fmt`` "json") or PROV-N ("provn") text."""
-    _check_id(run_id)
     audit = _audit()
     if audit is None:
         if fmt != "json":
             raise BadParameter("format", "PROV-N needs astrodb.provenance (only PROV-JSON here)")
         return json.dumps(prov_document(get_run_direct(store, run_id)))
-    try:
-        return audit.export_prov(store, run_id, "prov-json" if fmt == "json" else "prov-n")
-    except audit.RunNotFoundError as exc:
-        raise _run_not_found(exc) from None
+    return by_run_id("export_prov", store, run_id, "prov-json" if fmt == "json" else "prov-n")
 
 
 def get_run_direct(store, run_id: str) -> dict:

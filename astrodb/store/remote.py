@@ -160,7 +160,7 @@ class ServiceStore:
                 data[name] = np.array(values, np.int64)
             elif name in _BOOL_COLUMNS:
                 data[name] = np.array(values, bool)
-            else:
-                data[name] = np.array([np.nan if v is None else v for v in values], float)
+            else:  # numpy reads JSON's null as NaN
+                data[name] = np.array(values, float)
         return SourceColumns(names, data, {"catalog": catalog, "epoch": jy, "cap_ra": float(ra), "cap_dec": float(dec),
                                            "cap_radius": float(radius), "service": self._base})
