@@ -20,7 +20,7 @@ from pathlib import Path
 from ..errors import AlignerError
 from .associations import Association
 
-__all__ = ["AssociationResult", "align_association", "run_ids", "warm_up"]
+__all__ = ["AssociationResult", "align_association", "run_id", "warm_up"]
 
 #: Namespace of the task's run ids (uuid5 of the task key, attempt and run index).
 _RUN_NAMESPACE = uuid.UUID("8a4e0f52-3d0c-5b8e-9f3b-0c1a6d2e7b41")
@@ -43,9 +43,9 @@ class AssociationResult:
     warnings: list = field(default_factory=list)
 
 
-def run_ids(key: str, attempt: int, n: int) -> list[str]:
-    """The ids of a task's ``n`` runs: the same for a retried task, new for a new attempt."""
-    return [str(uuid.uuid5(_RUN_NAMESPACE, f"{key}/{attempt}/{i}")) for i in range(n)]
+def run_id(key: str, attempt: int, index: int) -> str:
+    """The id of a task's run number ``index`` (from 0): the same for a retried task, new for a new attempt."""
+    return str(uuid.uuid5(_RUN_NAMESPACE, f"{key}/{attempt}/{index}"))
 
 
 _STORES: dict = {}
@@ -113,7 +113,7 @@ def align_association(assoc: Association, options: dict, outdir: str, key: str, 
     args.outdir = outdir
 
     def collect(run) -> None:  # the run's id derives from the task's: a retried task returns the same
-        run.run_id = run_ids(key, attempt, len(runs) + 1)[-1]
+        run.run_id = run_id(key, attempt, len(runs))
         runs.append(run)
 
     args.provenance = collect if record else False
