@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass, field
@@ -88,18 +87,6 @@ def default_options() -> dict:
     return args
 
 
-def _client(scheduler: str | None, workers: int | None):
-    """A Dask client: of the cluster at ``scheduler``, else of a new local cluster with one
-    single-threaded worker process per core (returned for closing)."""
-    from distributed import Client, LocalCluster
-
-    if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
-                           dashboard_address=":0")
-    return Client(cluster), cluster
-
-
 def align_batch(source, outdir, *, options: dict | None = None, column: str = "association",
                 scheduler: str | None = None, workers: int | None = None, client=None, force: bool = False,
                 progress: bool = False) -> BatchResult:
@@ -138,6 +125,7 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
         A batch that cannot be read or parameters that are wrong for every association (before
         any task is submitted).
     """
+    from astrodb.dask_client import dask_client
     from astrodb.provenance.batch import task_states
 
     from ..cli import _check_parameters, record_store
@@ -185,16 +173,9 @@ def align_batch(source, outdir, *, options: dict | None = None, column: str = "a
             continue
         pending.append((a, keys[a.name], 0 if state is None else state.attempts))
 
-    own_cluster = None
     if pending:
-        if client is None:
-            client, own_cluster = _client(scheduler, workers)
-        try:
-            _run(client, pending, opts, outdir, record, store, rows, progress)
-        finally:
-            if own_cluster is not None:
-                client.close()
-                own_cluster.close()
+        with dask_client(client, scheduler, workers) as on:
+            _run(on, pending, opts, outdir, record, store, rows, progress)
     result.rows = [rows[a.name] for a in assocs]
     result.seconds = time.perf_counter() - t0
     return result

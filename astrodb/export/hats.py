@@ -23,6 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from .. import __version__
+from ..dask_client import dask_client
 from ..errors import AstrodbError, QueryError
 from ..query.columns import OUTPUT_COLUMNS
 from .rows import CatalogRows, catalog_rows
@@ -96,16 +97,6 @@ def _properties(info: CatalogRows) -> dict:
     if info.region_limited:
         props["astrodb_region_limited"] = "true"
     return props
-
-
-def _client(scheduler: str | None, workers: int) -> tuple:
-    """(client, its local cluster or None): both for the caller to close."""
-    from dask.distributed import Client, LocalCluster
-
-    if scheduler:
-        return Client(scheduler), None
-    cluster = LocalCluster(n_workers=workers, threads_per_worker=1, dashboard_address=":0")
-    return Client(cluster), cluster
 
 
 def _relocated(target: Path, built: Path) -> None:
@@ -190,7 +181,6 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
     target.parent.mkdir(parents=True, exist_ok=True)
     # Beside the target, so that the finished collection is moved into place by a rename.
     work = Path(tempfile.mkdtemp(prefix=f".{target.name}.export-", dir=target.parent))
-    owned = ()  # the client and local cluster made here, closed at the end
     try:
         staged = work / "staged"
         staged.mkdir()
@@ -198,9 +188,6 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
             files = _stage(chunks, staged)
         if not files:
             raise QueryError(f"catalog {catalog!r} holds no rows: nothing to export")
-        if client is None:
-            owned = _client(scheduler, workers)
-            client = owned[0]
         args = (CollectionArguments(output_artifact_name=target.name, output_path=work / "out",
                                     tmp_dir=work / "tmp", progress_bar=progress, resume=False)
                 .catalog(output_artifact_name=catalog, input_file_list=[str(f) for f in files],
@@ -208,7 +195,8 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
                          pixel_threshold=pixel_threshold, highest_healpix_order=highest_order,
                          addl_hats_properties=_properties(info))
                 .add_margin(margin_threshold=float(margin_arcsec), is_default=True))
-        pipeline_with_client(args, client)
+        with dask_client(client, scheduler, workers) as on:
+            pipeline_with_client(args, on)
         built = work / "out" / target.name
         if target.exists():
             target.rmdir()
@@ -219,9 +207,6 @@ def export_hats(store, catalog: str, directory, *, epoch=None, margin_arcsec: fl
     except Exception as exc:
         raise AstrodbError(f"HATS export of {catalog!r} to {target} failed: {type(exc).__name__}: {exc}") from exc
     finally:
-        for made in owned:
-            if made is not None:
-                made.close()
         shutil.rmtree(work, ignore_errors=True)
     rows, partitions, margin_rows = _summary(target)
     return HatsExport(target, catalog, rows, info.epoch, float(margin_arcsec), partitions, margin_rows)
