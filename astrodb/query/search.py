@@ -203,12 +203,7 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
     makes a Table of it, the HTTP service (``astrodb.service.rows``) plain arrays.
     """
     cra, cdec, _ = region.cap
-    ra, dec = data["ra"], data["dec"]
-    moved = None
-    if epoch is not None:
-        p = epochs.propagate(ra, dec, data["pmra"], data["pmdec"], data["parallax"],
-                             data["radial_velocity"], data["ref_epoch"], epoch, observer=observer)
-        ra, dec, moved = p.ra, p.dec, p.moved
+    ra, dec, moved = _positions(data, epoch, observer)
     keep = region.contains(ra, dec)
     dist = separation_deg(cra, cdec, ra[keep], dec[keep])
     order = np.argsort(dist, kind="stable")
@@ -224,6 +219,16 @@ def select(data: dict[str, np.ndarray], region, *, epoch: float | None, observer
             raise QueryError(f"unknown column(s) {unknown}; available: {names}")
         names = wanted + (["distance"] if "distance" not in wanted else [])
     return names, {n: values[n] for n in names}
+
+
+def _positions(data: dict[str, np.ndarray], epoch: float | None,
+               observer: np.ndarray | None) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """(ra, dec, moved) of fetched rows at ``epoch``; the stored positions and None without one."""
+    if epoch is None:
+        return data["ra"], data["dec"], None
+    p = epochs.propagate(data["ra"], data["dec"], data["pmra"], data["pmdec"], data["parallax"],
+                         data["radial_velocity"], data["ref_epoch"], epoch, observer=observer)
+    return p.ra, p.dec, p.moved
 
 
 def _epoch_values(data: dict[str, np.ndarray], ra: np.ndarray, dec: np.ndarray, moved: np.ndarray | None,
@@ -256,11 +261,7 @@ def at_epoch(data: dict[str, np.ndarray], epoch: float | None, *,
     pm_prior : float
         As for :func:`select`.
     """
-    ra, dec, moved = data["ra"], data["dec"], None
-    if epoch is not None:
-        p = epochs.propagate(ra, dec, data["pmra"], data["pmdec"], data["parallax"],
-                             data["radial_velocity"], data["ref_epoch"], epoch)
-        ra, dec, moved = p.ra, p.dec, p.moved
+    ra, dec, moved = _positions(data, epoch, None)
     return _epoch_values(data, ra, dec, moved, epoch, pm_prior)
 
 
