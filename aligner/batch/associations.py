@@ -85,18 +85,18 @@ def read_associations(source, column: str = "association") -> list[Association]:
                              f"(columns: {', '.join(t.colnames)}; a folder of manifests also works)")
     base = p.resolve().parent
     rows = [{c: _plain(row[c]) for c in t.colnames} for row in t]
-    names: dict[str, list[tuple[int, dict]]] = {}
+    names: dict[str, list[dict]] = {}
     for i, r in enumerate(rows):
         if r[column] is None:
             raise ParameterError(f"batch table {str(p)!r} row {i}: no association in column {column!r}")
-        names.setdefault(str(r[column]), []).append((i, r))
+        names.setdefault(str(r[column]), []).append(r)
     out = []
     unknown: set = set()
     for name, members in names.items():
         where = f"{p.resolve()}#{name}"
         entries = [_entry(k, {c: v for c, v in r.items() if c != column}, base, where, unknown)
-                   for k, (_, r) in enumerate(members)]
-        out.append(Association(name, where, _sha256_json([r for _, r in members]), entries))
+                   for k, r in enumerate(members)]
+        out.append(Association(name, where, _sha256_json(members), entries))
     return out
 
 
