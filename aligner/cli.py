@@ -448,10 +448,18 @@ def _open_store(args):
         return args.open_store(args.store)
     store = astrodb.connect(args.store)
     if not args.store and not os.environ.get(ENV_URL):
-        try:
-            store.catalogs()
-        except astrodb.ConfigError:
-            store.init()
+        _init_if_new(store)
+    return store
+
+
+def _init_if_new(store):
+    """The local store, its tables made if it is new."""
+    import astrodb
+
+    try:
+        store.catalogs()
+    except astrodb.ConfigError:
+        store.init()
     return store
 
 
@@ -505,12 +513,7 @@ def record_store(args):
     if url is None:
         default_sqlite_path().parent.mkdir(parents=True, exist_ok=True)
     store = astrodb.connect(url or str(default_sqlite_path()))
-    if url is None:
-        try:
-            store.catalogs()
-        except astrodb.ConfigError:
-            store.init()
-    return store
+    return _init_if_new(store) if url is None else store
 
 
 def _provenance(args, store):
